@@ -1,0 +1,1 @@
+"""Data: annotation formats, canonical crops and augmentation, degradation, heatmaps, generated faces."""

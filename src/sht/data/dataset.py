@@ -1,0 +1,320 @@
+"""Face sets held in memory, a resumable sampler and the batch builder used by training and evaluation.
+
+Images are decoded and cropped once (a canonical crop with ``context`` x more surround, so augmentation never
+needs the original photo) and cached on disk; each batch is then made with whole-batch tensor operations:
+affine warp to the HR face, colour jitter, bicubic degradation to a random LR size and heatmap encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import AugmentConfig
+from . import degradation
+from .formats import DataError, LabeledImage, LandmarkScheme, load_image, scan_pts_folder, scheme_for
+from .heatmaps import HeatmapCodec
+from .transforms import (
+    affine_matrices,
+    canonical_crop,
+    colour_jitter,
+    compose_affine,
+    image_to_tensor,
+    warp_images,
+    warp_points,
+)
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class FaceSet:
+    """Context crops ``(N, 3, C, C)`` uint8 with landmarks ``(N, K, 2)`` in crop pixels; the canonical crop of
+    side ``size`` sits at the centre of each (``C = round(size * context)``)."""
+
+    images: torch.Tensor
+    points: torch.Tensor
+    names: list[str]
+    size: int
+    context: float
+    problems: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def crop_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def num_points(self) -> int:
+        return int(self.points.shape[1])
+
+    def canonical_points(self) -> torch.Tensor:
+        """Landmarks in the pixels of the canonical (``size``) crops, float64."""
+        return self.points.double() - (self.crop_size - self.size) / 2
+
+    def subset(self, index: Sequence[int] | torch.Tensor) -> FaceSet:
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return FaceSet(
+            self.images[idx],
+            self.points[idx],
+            [self.names[i] for i in idx.tolist()],
+            self.size,
+            self.context,
+            list(self.problems),
+        )
+
+    @staticmethod
+    def concat(sets: Sequence[FaceSet]) -> FaceSet:
+        if not sets:
+            raise DataError("no face sets to combine")
+        first = sets[0]
+        for s in sets[1:]:
+            if (s.size, s.context, s.num_points) != (first.size, first.context, first.num_points):
+                raise DataError("cannot combine face sets of different crop size, context or point count")
+        return FaceSet(
+            torch.cat([s.images for s in sets]),
+            torch.cat([s.points for s in sets]),
+            [n for s in sets for n in s.names],
+            first.size,
+            first.context,
+            [p for s in sets for p in s.problems],
+        )
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+        torch.save(
+            {
+                "version": CACHE_VERSION,
+                "images": self.images,
+                "points": self.points,
+                "names": self.names,
+                "size": self.size,
+                "context": self.context,
+                "problems": self.problems,
+            },
+            tmp,
+        )
+        os.replace(tmp, path)
+
+    @staticmethod
+    def load(path: Path) -> FaceSet:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+        if d.get("version") != CACHE_VERSION:
+            raise DataError(f"{path}: cache format {d.get('version')} is not {CACHE_VERSION}")
+        return FaceSet(
+            d["images"],
+            d["points"],
+            list(d["names"]),
+            int(d["size"]),
+            float(d["context"]),
+            list(d["problems"]),
+        )
+
+
+def crop_samples(
+    samples: Sequence[LabeledImage],
+    size: int,
+    margin: float,
+    context: float,
+    progress: bool = False,
+    desc: str = "cropping",
+) -> FaceSet:
+    """Decode and crop labeled images; unreadable images are reported in ``problems`` and skipped."""
+    imgs, pts, names, problems = [], [], [], []
+    for s in tqdm(samples, desc=desc, disable=not progress, leave=False):
+        try:
+            img = load_image(s.image)
+            crop, p, _ = canonical_crop(img, s.points, size, margin, context)
+        except (DataError, ValueError) as exc:
+            problems.append(str(exc))
+            continue
+        imgs.append(image_to_tensor(crop))
+        pts.append(torch.from_numpy(p).float())
+        names.append(s.image.name)
+    if not imgs:
+        raise DataError(f"none of {len(samples)} images could be used; first problem: {problems[0]}")
+    return FaceSet(torch.stack(imgs), torch.stack(pts), names, size, context, problems)
+
+
+def _folder_key(folder: Path, size: int, margin: float, context: float) -> str:
+    h = hashlib.sha1()
+    h.update(json.dumps([CACHE_VERSION, str(folder.resolve()), size, margin, context]).encode())
+    for p in sorted(folder.iterdir()):
+        st = p.stat()
+        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def load_source(
+    source: str,
+    size: int,
+    margin: float,
+    context: float,
+    num_points: int = 68,
+    cache_dir: str | None = None,
+    progress: bool = False,
+) -> FaceSet:
+    """One data source: a folder of images with ``.pts`` beside them, or ``synthetic:N[:seed]``."""
+    if source.startswith("synthetic:"):
+        from .synthetic import generate
+
+        parts = source.split(":")
+        try:
+            n = int(parts[1])
+            seed = int(parts[2]) if len(parts) > 2 else 0
+        except (IndexError, ValueError):
+            raise DataError(f"bad synthetic source {source!r}; use synthetic:N or synthetic:N:SEED") from None
+        imgs, pts, names = [], [], []
+        for i, (img, p) in enumerate(generate(n, seed=seed)):
+            crop, cp, _ = canonical_crop(img, p, size, margin, context)
+            imgs.append(image_to_tensor(crop))
+            pts.append(torch.from_numpy(cp).float())
+            names.append(f"synth_{seed}_{i:05d}")
+        return FaceSet(torch.stack(imgs), torch.stack(pts), names, size, context)
+    folder = Path(source)
+    if not folder.is_dir():
+        raise DataError(f"data source {source!r} is neither a folder nor synthetic:N")
+    cache_path = None
+    if cache_dir:
+        key = _folder_key(folder, size, margin, context)
+        cache_path = Path(cache_dir) / f"{folder.name}-{key}.pt"
+        if cache_path.is_file():
+            try:
+                return FaceSet.load(cache_path)
+            except Exception:  # a stale or broken cache is rebuilt, never trusted
+                cache_path.unlink(missing_ok=True)
+    report = scan_pts_folder(folder, num_points)
+    fs = crop_samples(report.samples, size, margin, context, progress, desc=f"cropping {folder.name}")
+    fs.problems = report.problems + fs.problems
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        fs.save(cache_path)
+    return fs
+
+
+def load_sources(
+    sources: Sequence[str],
+    size: int,
+    margin: float,
+    context: float,
+    num_points: int = 68,
+    cache_dir: str | None = None,
+    progress: bool = False,
+) -> FaceSet:
+    """Concatenate several sources (see :func:`load_source`)."""
+    if not sources:
+        raise DataError("no data sources given (data.train is empty)")
+    return FaceSet.concat([load_source(s, size, margin, context, num_points, cache_dir, progress) for s in sources])
+
+
+class EpochSampler:
+    """Deterministic batches: the permutation of epoch ``e`` is drawn from ``(seed, e)``, so the indices of any
+    step are known without state (exact resume) and ranks take disjoint slices of each global batch."""
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        if n < batch_size * world_size:
+            raise DataError(f"{n} samples are fewer than one global batch of {batch_size * world_size}")
+        self.n, self.batch_size, self.seed, self.rank, self.world = n, batch_size, seed, rank, world_size
+        self.steps_per_epoch = n // (batch_size * world_size)
+        self._cache: tuple[int, torch.Tensor] | None = None
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if self._cache is None or self._cache[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._cache = (epoch, torch.randperm(self.n, generator=g))
+        return self._cache[1]
+
+    def indices(self, step: int) -> torch.Tensor:
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        gb = self.batch_size * self.world
+        chunk = self._perm(epoch)[pos * gb : (pos + 1) * gb]
+        return chunk[self.rank :: self.world]
+
+
+def step_generator(seed: int, step: int, rank: int = 0, stream: int = 0) -> torch.Generator:
+    """The random stream of one training step (augmentation, LR sizes), independent of history."""
+    return torch.Generator().manual_seed(((seed * 7919 + rank) * 1_000_003 + step) * 31 + stream)
+
+
+@dataclass
+class Batch:
+    """Network input ``(B, 3, S, S)``, bicubic face ``(B, 3, F, F)`` (the LR face upsampled to the face size), HR
+    face ``(B, 3, F, F)``, landmarks ``(B, K, 2)`` in HR pixels, target heatmaps ``(B, K, S, S)`` and each sample's
+    LR size."""
+
+    input: torch.Tensor
+    base: torch.Tensor
+    hr: torch.Tensor
+    points: torch.Tensor
+    heatmaps: torch.Tensor
+    lr_size: torch.Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        fields = (self.input, self.base, self.hr, self.points, self.heatmaps, self.lr_size)
+        return Batch(*(t.to(device, non_blocking=True) for t in fields))
+
+
+class BatchBuilder:
+    """Turns face-set indices into :class:`Batch` es (augmented for training, canonical for evaluation)."""
+
+    def __init__(
+        self,
+        faces: FaceSet,
+        input_size: int,
+        codec: HeatmapCodec,
+        lr_sizes: Sequence[int],
+        augment: AugmentConfig | None = None,
+        scheme: LandmarkScheme | None = None,
+    ) -> None:
+        self.faces = faces
+        self.input_size = input_size
+        self.codec = codec
+        self.lr_sizes = torch.as_tensor(list(lr_sizes))
+        self.augment = augment
+        self.scheme = scheme or scheme_for(faces.num_points)
+
+    def geometry(self, n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward maps context crop -> HR face (random when augmenting, identity-at-centre otherwise)."""
+        c, s = self.faces.crop_size, self.faces.size
+        a = self.augment
+        if a is None or generator is None:
+            zero = torch.zeros(n)
+            flips = torch.zeros(n, dtype=torch.bool)
+            return compose_affine(c, s, zero, torch.ones(n), torch.zeros(n, 2), flips), flips
+        return affine_matrices(n, c, s, generator, a.rotation, (a.scale[0], a.scale[1]), a.translation, a.flip)
+
+    def build(self, index: torch.Tensor, generator: torch.Generator | None = None, lr_size: int | None = None) -> Batch:
+        """A batch of the given samples; ``generator`` enables augmentation, ``lr_size`` fixes the LR size."""
+        images = self.faces.images[index]
+        points = self.faces.points[index]
+        n = images.shape[0]
+        fwd, flips = self.geometry(n, generator)
+        hr = warp_images(images, fwd, self.faces.size)
+        pts = warp_points(points, fwd, flips, self.scheme)
+        if generator is not None and self.augment is not None:
+            hr = colour_jitter(hr, self.augment.colour, generator)
+        hr = degradation.quantize(hr)
+        if lr_size is not None:
+            sizes = torch.full((n,), lr_size)
+        elif generator is not None:
+            sizes = self.lr_sizes[torch.randint(len(self.lr_sizes), (n,), generator=generator)]
+        else:
+            sizes = torch.full((n,), int(self.lr_sizes[0]))
+        inp, base = degradation.degrade(hr, sizes, self.input_size, self.faces.size)
+        assert base is not None
+        return Batch(inp, base, hr, pts, self.codec.encode(pts), sizes)
+
+
+def mean_shape(faces: FaceSet) -> np.ndarray:
+    """Mean landmark positions in canonical HR-crop pixels (the 'mean shape' baseline)."""
+    return faces.canonical_points().mean(0).numpy()

@@ -1,0 +1,107 @@
+"""Inference: load a DHLN checkpoint and run it on face crops of any resolution.
+
+The crop contract (``sht detect``): every input is a face crop in the canonical convention (square, centred on
+the 68-point box, side 1.3 x its larger side) at any resolution, e.g. 16x16. It is resized (bicubic) to the
+network input, and the landmarks come back in that input image's own pixel coordinates (x right, y down, the
+image spanning ``[0, W] x [0, H]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import Config, ConfigError, config_from_dict
+from .data import degradation
+from .data.heatmaps import HeatmapCodec
+from .models import DHLN
+from .train.checkpoint import CheckpointError, load_module, read_checkpoint
+
+
+@dataclass
+class Prediction:
+    """Landmarks ``(K, 2)`` in the input image's pixels, per-point heatmap peaks, and the hallucinated face."""
+
+    landmarks: np.ndarray | None
+    scores: np.ndarray | None
+    face: Image.Image | None
+
+
+class Predictor:
+    """A DHLN (or SHN/FHS) with its heatmap codec, ready for inference on crops."""
+
+    def __init__(
+        self,
+        model: DHLN,
+        codec: HeatmapCodec,
+        config: Config,
+        device: torch.device | str = "cpu",
+        source: str = "",
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.codec = codec
+        self.config = config
+        self.source = source
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> Predictor:
+        """Load any sht checkpoint that holds DHLN weights (training or release), checking its config."""
+        tensors, doc = read_checkpoint(path)
+        if "config" not in doc:
+            raise CheckpointError(f"{path}: holds no config; cannot rebuild the model")
+        try:
+            cfg = config_from_dict(doc["config"])
+        except ConfigError as exc:
+            raise CheckpointError(f"{path}: its config does not fit this sht version ({exc})") from None
+        model = DHLN(cfg.model)
+        load_module(model, tensors, "dhln", str(path))
+        return cls(model.float(), HeatmapCodec.from_config(cfg), cfg, device, str(path))
+
+    @property
+    def input_size(self) -> int:
+        return self.config.model.input_size
+
+    @property
+    def face_size(self) -> int:
+        return self.config.model.face_size
+
+    def prepare(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
+        """RGB crops of any size -> network input batch and bicubic faces (the same resizing as in training)."""
+        lrs = [
+            torch.from_numpy(np.array(im.convert("RGB"), dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
+            for im in images
+        ]
+        inputs = torch.cat([degradation.to_input(t, self.input_size) for t in lrs])
+        base = torch.cat([degradation.to_input(t, self.face_size) for t in lrs])
+        return inputs, base
+
+    @torch.no_grad()
+    def predict(self, images: Sequence[Image.Image], batch_size: int = 64) -> list[Prediction]:
+        """Landmarks in each image's own pixel coordinates and the hallucinated face (``face_size`` px)."""
+        out: list[Prediction] = []
+        for i in range(0, len(images), batch_size):
+            chunk = images[i : i + batch_size]
+            inputs, base = self.prepare(chunk)
+            res = self.model(inputs.to(self.device), base.to(self.device))
+            pts = scores = None
+            if res.heatmaps:
+                p, s = self.codec.decode(res.final_heatmaps.float())
+                pts, scores = p.cpu().double().numpy(), s.cpu().numpy()
+            faces = degradation.quantize(res.face.float()).cpu() if res.face is not None else None
+            for j, im in enumerate(chunk):
+                lm = None
+                if pts is not None:
+                    w, h = im.size
+                    lm = pts[j] * [w / self.face_size, h / self.face_size]
+                face = None
+                if faces is not None:
+                    arr = (faces[j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                    face = Image.fromarray(arr)
+                out.append(Prediction(lm, scores[j] if scores is not None else None, face))
+        return out

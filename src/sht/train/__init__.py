@@ -1,0 +1,21 @@
+"""Training: the stages of the method and the loop that runs them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import Config
+from .stages import SupervisedStage
+from .trainer import Trainer, resolve_device, seed_everything, set_threads
+
+
+def train(cfg: Config, out_dir: str | Path | None = None) -> dict[str, float]:
+    """Train (or resume) stage 1 -- DHLN/SHN/FHS with Eq. 4 -- as configured; returns the last validation metrics."""
+    set_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    device = resolve_device(cfg.train.device)
+    stage = SupervisedStage(cfg, device)
+    return Trainer(cfg, stage, out_dir or cfg.train.out_dir).fit()
+
+
+__all__ = ["SupervisedStage", "Trainer", "train"]

@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import TINY
+from sht.cli import main
+from sht.data.formats import read_pts
+from sht.data.transforms import canonical_crop
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny DHLN trained for a few steps through the CLI."""
+    out = tmp_path_factory.mktemp("run")
+    rc = main(["train", "small", *TINY, "data.train=[synthetic:32:1]", "train.steps=6", "--out", str(out)])
+    assert rc == 0
+    return out / "checkpoints" / "last.safetensors"
+
+
+def test_detect_contract(trained, synth_folder, tmp_path, capsys):
+    # canonical crops of two generated faces at 16 and 24 px
+    crops = []
+    for i, size in enumerate((16, 24)):
+        img = Image.open(synth_folder / f"synth_{i:05d}.png")
+        pts = read_pts(synth_folder / f"synth_{i:05d}.pts")
+        crop, _, _ = canonical_crop(img, pts, size)
+        crop.save(tmp_path / f"crop{i}.png")
+        crops.append(tmp_path / f"crop{i}.png")
+    out = tmp_path / "out.json"
+    rc = main(
+        [
+            "detect",
+            *map(str, crops),
+            "--weights",
+            str(trained),
+            "--out",
+            str(out),
+            "--save-faces",
+            str(tmp_path / "faces"),
+        ]
+    )
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    res = doc["results"]
+    assert [r["image"] for r in res] == [str(c) for c in crops]
+    for r, size in zip(res, (16, 24), strict=True):
+        lm = np.array(r["landmarks"])
+        assert lm.shape == (68, 2) and (r["width"], r["height"]) == (size, size)
+        assert np.all(np.isfinite(lm))
+        face = Image.open(r["face"])
+        assert face.size == (32, 32)  # the tiny model's face size
+    assert sorted(p.name for p in (tmp_path / "faces").iterdir()) == ["crop0.png", "crop1.png"]
+
+
+def test_detect_landmarks_scale_with_the_input(trained, tmp_path):
+    """The same crop at 16 and 32 px gives landmarks in each image's own pixels (twice as large)."""
+    from sht.infer import Predictor
+
+    pred = Predictor.from_checkpoint(trained)
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    a = pred.predict([img])[0].landmarks
+    b = pred.predict([img.resize((32, 32), Image.NEAREST)])[0].landmarks
+    assert a.shape == (68, 2)
+    assert np.all((a >= -1) & (a <= 17))
+    # nearest-neighbour x2 and bicubic resize differ slightly; the scale must be 2
+    assert np.median(b / np.maximum(a, 1e-3)) == pytest.approx(2.0, rel=0.25)
+
+
+def test_detect_reports_bad_inputs_and_keeps_the_good(trained, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    Image.new("RGB", (16, 16), (90, 60, 50)).save(good)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    out = tmp_path / "o.json"
+    rc = main(["detect", str(good), str(bad), "--weights", str(trained), "--out", str(out)])
+    assert rc == 1
+    doc = json.loads(out.read_text())
+    assert "landmarks" in doc["results"][1] or "landmarks" in doc["results"][0]
+    assert any("error" in r and "cannot decode" in r["error"] for r in doc["results"])
+    assert "skipped" in capsys.readouterr().err
+
+
+def test_evaluate_writes_a_report(trained, synth_folder, tmp_path, capsys):
+    rc = main(
+        [
+            "evaluate",
+            str(trained),
+            "--data",
+            str(synth_folder),
+            "--lr-size",
+            "8",
+            "--lr-size",
+            "16",
+            "--out",
+            str(tmp_path / "ev"),
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| 8 |" in text and "| 16 |" in text
+    doc = json.loads((tmp_path / "ev" / "results.json").read_text())
+    assert doc["n"] == 12 and set(doc["results"]) == {"8", "16"}
+    assert (tmp_path / "ev" / "ced.png").exists() and (tmp_path / "ev" / "faces_16.png").exists()
+
+
+def test_clear_errors(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "detect",
+                str(tmp_path),
+                "--weights",
+                str(tmp_path / "none.safetensors"),
+                "--out",
+                str(tmp_path / "o.json"),
+            ]
+        )
+        == 2
+    )
+    assert "folder holds no images" in capsys.readouterr().err
+    img = tmp_path / "a.png"
+    Image.new("RGB", (16, 16)).save(img)
+    assert (
+        main(
+            [
+                "detect",
+                str(img),
+                "--weights",
+                str(tmp_path / "none.safetensors"),
+                "--out",
+                str(tmp_path / "o.json"),
+            ]
+        )
+        == 2
+    )
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["train", "small", "train.stepz=3"]) == 2
+    assert "train.stepz" in capsys.readouterr().err

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from sht.config import PRESETS, ConfigError, build_config, config_from_dict, config_to_dict, load_config
+
+
+def test_presets_load_with_their_settings():
+    paper = load_config("paper")
+    assert (paper.model.num_stacks, paper.model.channels, paper.model.input_size, paper.model.face_size) == (
+        4,
+        256,
+        64,
+        128,
+    )
+    assert paper.model.sr_blocks == 4 and paper.model.sr_channels == 64
+    assert (paper.loss.heatmap, paper.loss.pixel, paper.loss.gradient) == (1.0, 0.01, 0.01)
+    assert load_config("paper-m").model.face_size == 256
+    small = load_config("small")
+    assert small.model.input_size == 32 and small.model.face_size == 128 and small.preset == "small"
+    assert set(PRESETS) >= {"paper", "paper-m", "small"}
+
+
+def test_yaml_preset_then_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("preset: small\ntrain:\n  steps: 77\nmodel:\n  streams: shn\n")
+    cfg = load_config(f, ["train.lr=0.5", "data.lr_sizes=[16,32]"])
+    assert cfg.train.steps == 77 and cfg.model.streams == "shn" and cfg.train.lr == 0.5
+    assert cfg.data.lr_sizes == [16, 32]
+    assert cfg.model.input_size == 32  # from the preset
+
+
+def test_round_trip_through_dict():
+    cfg = load_config("small", ["model.streams=fhs"])
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.stepz=5", "train.stepz"),
+        ("train.steps=many", "train.steps"),
+        ("model.streams=both", "model.streams must be dhln, shn or fhs"),
+        ("nonsense", "not of the form"),
+        ("model.input_size=30", "divisible"),
+    ],
+)
+def test_bad_overrides_are_one_clear_line(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config("small", [override])
+    text = str(err.value)
+    assert message in text and "\n" not in text
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(lst)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        build_config({"preset": "huge"})

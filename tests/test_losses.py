@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sht.config import LossConfig
+from sht.data.heatmaps import HeatmapCodec
+from sht.losses import dhln_loss, gradient_loss, gradient_map, heatmap_mse
+
+
+def test_gradient_map_is_central_differences_per_channel():
+    x = torch.zeros(1, 2, 5, 5)
+    x[0, 0] = torch.arange(5.0).repeat(5, 1)  # ramp in x: I(x+1) - I(x-1) = 2 inside
+    x[0, 1] = torch.arange(5.0).repeat(5, 1).T * 3  # ramp in y: 6 inside
+    g = gradient_map(x, eps=0.0)
+    assert torch.allclose(g[0, 0, 1:-1, 1:-1], torch.full((3, 3), 2.0))
+    assert torch.allclose(g[0, 1, 1:-1, 1:-1], torch.full((3, 3), 6.0))
+    assert g[0, 0, 2, 0] == pytest.approx(1.0)  # replicated border: one-sided difference
+
+
+def test_gradient_loss_zero_for_equal_images_and_differentiable():
+    a = torch.rand(2, 3, 8, 8, requires_grad=True)
+    assert gradient_loss(a, a.detach()).item() == pytest.approx(0.0, abs=1e-6)
+    gradient_loss(a, torch.rand(2, 3, 8, 8)).backward()
+    assert torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+
+
+def test_foreground_weight():
+    codec = HeatmapCodec(32, 16, 1.0)
+    target = codec.encode(torch.tensor([[[16.0, 16.0]]]))
+    pred = torch.zeros_like(target)
+    plain = heatmap_mse(pred, target)
+    assert plain == pytest.approx((target**2).mean().item())
+    assert heatmap_mse(pred, target, 10.0) > 5 * plain
+
+
+def test_eq4_weights_and_label_free_variant():
+    cfg = LossConfig(heatmap=1.0, pixel=0.01, gradient=0.01)
+    hm = [torch.rand(2, 68, 8, 8), torch.rand(2, 68, 8, 8)]
+    target = torch.rand(2, 68, 8, 8)
+    face, hr = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    full = dhln_loss(hm, face, target, hr, cfg)
+    expect = sum(((h - target) ** 2).mean() for h in hm) + 0.01 * (face - hr).abs().mean()
+    expect = expect + 0.01 * (gradient_map(face) - gradient_map(hr)).abs().mean()
+    assert full.total.item() == pytest.approx(expect.item(), rel=1e-5)
+    assert set(full.parts) == {"heatmap", "pixel", "gradient", "total"}
+    # Eq. 10: gamma_1 = 0 -- no landmark target is needed or read
+    free = dhln_loss(hm, face, None, hr, cfg, labeled=False)
+    assert "heatmap" not in free.parts
+    assert free.total.item() == pytest.approx((expect - sum(((h - target) ** 2).mean() for h in hm)).item(), rel=1e-5)
