@@ -13,9 +13,10 @@ from conftest import SHARED, needs_shared
 from sht.data.formats import IBUG68
 from sht.data.transforms import (
     affine_matrices,
+    apply_colour,
     canonical_box,
     canonical_crop,
-    colour_jitter,
+    colour_factors,
     compose_affine,
     image_to_tensor,
     warp_images,
@@ -98,12 +99,16 @@ def test_flip_mirrors_and_permutes():
     assert torch.allclose(again, pts, atol=1e-4)
 
 
-def test_colour_jitter_range_and_identity():
+def test_colour_factors_and_identity():
     x = torch.rand(4, 3, 8, 8)
-    g = torch.Generator().manual_seed(0)
-    assert torch.equal(colour_jitter(x, 0.0, g), x)
-    y = colour_jitter(x, 0.4, g)
+    assert torch.allclose(apply_colour(x, torch.ones(4, 3)), x, atol=1e-6)
+    f = colour_factors(4, 0.4, torch.Generator().manual_seed(0))
+    assert f.shape == (4, 3) and f.min() >= 0.6 and f.max() <= 1.4
+    y = apply_colour(x, f)
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1 and not torch.equal(x, y)
+    # brightness alone scales the image
+    b = torch.tensor([[0.5, 1.0, 1.0]]).repeat(4, 1)
+    assert torch.allclose(apply_colour(x, b), x * 0.5, atol=1e-6)
 
 
 @needs_shared("tools", "protocol.py")

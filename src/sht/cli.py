@@ -1,4 +1,4 @@
-"""Command-line interface: ``sht train | evaluate | detect | demo``."""
+"""Command-line interface: ``sht train | recipe | evaluate | detect | demo``."""
 
 from __future__ import annotations
 
@@ -41,6 +41,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     metrics = train(cfg)
     print(json.dumps({k: round(v, 5) for k, v in metrics.items()}, indent=1))
+    return 0
+
+
+def cmd_recipe(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train import run_recipe
+
+    cfg = load_config(args.config, list(args.overrides))
+    runs = run_recipe(cfg, args.out, stages=args.stages)
+    for s, run in sorted(runs.items()):
+        if s in args.stages:
+            print(f"stage {s}: {run / 'checkpoints' / 'last.safetensors'}")
     return 0
 
 
@@ -136,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.steps=500")
     p.add_argument("--out", help="run directory (overrides train.out_dir); an existing run there is resumed")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("recipe", help="the paper's four stages: DHLN, FPTN, joint SHT, weak SHT (resumable)")
+    p.add_argument("config", help="YAML file or preset name")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. sht.steps=[3000,1000,500,500]")
+    p.add_argument("--out", required=True, help="folder for the stage runs (1-dhln, 2-fptn, 3-joint, 4-weak)")
+    p.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
+    p.set_defaults(func=cmd_recipe)
 
     p = sub.add_parser("evaluate", help="score a checkpoint on labeled folders at LR sizes")
     p.add_argument("checkpoint")

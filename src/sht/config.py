@@ -123,6 +123,99 @@ class TrainConfig:
 
 
 @dataclass
+class FPTNConfig:
+    """Facial Pose Transfer Network (paper §3.2, Eq. 5-8): PATB generator, the two PatchGAN discriminators
+    D_A/D_S, the VGG-19 conv1_2 weights of the perceptual loss (``vgg_weights``; empty = not configured) and
+    the Adam settings of generator and discriminators."""
+
+    channels: int = 64
+    max_channels: int = 256
+    downsample: int = 2
+    blocks: int = 6
+    norm: str = "instance"
+    disc_channels: int = 64
+    disc_layers: int = 3
+    disc_norm: str = "instance"
+    spectral_norm: bool = True
+    vgg_weights: str = ""
+    lr: float = 2e-4
+    disc_lr: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
+
+    def __post_init__(self) -> None:
+        for key in ("norm", "disc_norm"):
+            value = getattr(self, key)
+            if value not in ("batch", "instance", "none"):
+                raise ConfigError(f"fptn.{key} must be batch, instance or none, got {value!r}")
+        for key, low in (("channels", 1), ("downsample", 0), ("blocks", 1), ("disc_channels", 1), ("disc_layers", 1)):
+            if getattr(self, key) < low:
+                raise ConfigError(f"fptn.{key} must be >= {low}, got {getattr(self, key)}")
+        if self.max_channels < self.channels:
+            raise ConfigError(f"fptn.max_channels={self.max_channels} must be >= fptn.channels={self.channels}")
+        if len(self.betas) != 2:
+            raise ConfigError(f"fptn.betas must be two numbers, got {list(self.betas)}")
+
+
+@dataclass
+class PairsConfig:
+    """Two views of one face (paper §4.1): each view's rotation (degrees) and box scale are drawn from Gaussians
+    and clipped to ``+-rotation_max`` and ``[scale_min, scale_max]``; flip, colour and LR size are shared."""
+
+    rotation_sigma: float = 15.0
+    rotation_max: float = 30.0
+    scale_sigma: float = 0.1
+    scale_min: float = 0.8
+    scale_max: float = 1.2
+    translation: float = 0.03
+
+
+@dataclass
+class WeakConfig:
+    """Unlabeled data of stage 4 (Eq. 9-10). ``images``: folders of face images (SHT-i); ``videos``: video
+    files, folders of videos, or folders of frames named by clip (``clip_pattern``: a regex whose groups name
+    the clip) (SHT-v). Crops: ``fixed`` uses ``box`` (centre x, centre y, side as fractions of the shorter image
+    side) as the canonical box; ``detector`` refines that box with the stage's own DHLN (``detector_rounds``
+    times) and, for videos, smooths it over ``track_window`` frames."""
+
+    images: list[str] = field(default_factory=list)
+    videos: list[str] = field(default_factory=list)
+    frames_per_video: int = 48
+    clip_pattern: str = r"^(.+)_(\d)\d*$"
+    crop: str = "fixed"
+    box: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.75])
+    detector_rounds: int = 2
+    track_window: int = 5
+    limit: int = 0
+    unlabeled_pairs: int = 4
+
+    def __post_init__(self) -> None:
+        if self.crop not in ("fixed", "detector"):
+            raise ConfigError(f"sht.weak.crop must be fixed or detector, got {self.crop!r}")
+        if len(self.box) != 3 or not all(0 < v <= 2 for v in self.box):
+            raise ConfigError(f"sht.weak.box must be three fractions (cx, cy, side), got {list(self.box)}")
+
+
+@dataclass
+class SHTConfig:
+    """Supervision-by-hallucination-and-transfer (paper §3.3, Eq. 5-10): lambda_1..3 weigh the adversarial, L1
+    and perceptual terms of L_PT (the gamma of Eq. 4/10 are ``loss.heatmap/pixel/gradient``); ``steps`` are the
+    steps of the four stages of §4.1 (DHLN supervised, FPTN on true heatmaps, joint, weak); ``dhln_lr`` is the
+    DHLN learning rate when fine-tuned in stages 3-4."""
+
+    lambda_gan: float = 0.05
+    lambda_l1: float = 0.01
+    lambda_perceptual: float = 0.01
+    steps: list[int] = field(default_factory=lambda: [100_000, 20_000, 20_000, 20_000])
+    dhln_lr: float = 1e-4
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    weak: WeakConfig = field(default_factory=WeakConfig)
+
+    def __post_init__(self) -> None:
+        if len(self.steps) != 4 or any(v < 0 for v in self.steps):
+            raise ConfigError(f"sht.steps must be four step counts (stages 1-4), got {list(self.steps)}")
+
+
+@dataclass
 class Config:
     """Everything one run needs; ``preset`` records which named preset it started from."""
 
@@ -132,6 +225,8 @@ class Config:
     heatmap: HeatmapConfig = field(default_factory=HeatmapConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    fptn: FPTNConfig = field(default_factory=FPTNConfig)
+    sht: SHTConfig = field(default_factory=SHTConfig)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -156,6 +251,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "heatmap": {"sigma": 1.0},
         "loss": {"foreground_weight": 10.0, "coordinate": 0.05},
         "train": {"steps": 3000, "lr": 1e-3, "warmup_steps": 100, "eval_every": 500, "checkpoint_every": 250},
+        "fptn": {"channels": 16, "max_channels": 32, "blocks": 3, "disc_channels": 16, "disc_layers": 2},
     },
 }
 

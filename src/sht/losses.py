@@ -3,6 +3,10 @@
 - Eq. 3  :func:`gradient_map` -- per-channel central-difference gradient magnitude ``G(I)``.
 - Eq. 4  :func:`dhln_loss` -- ``gamma_1 ||H - H*||^2 + gamma_2 ||I_SR - I_HR||_1 + gamma_3 ||G(I_SR) - G(I_HR)||_1``
   (with ``gamma_1 = 0`` it is Eq. 10's label-free ``L'_DH``).
+- Eq. 6  :func:`discriminator_loss` / :func:`generator_adversarial` -- the two-discriminator GAN objective.
+- Eq. 7  :func:`pixel_loss` (L1); Eq. 8 :func:`perceptual_l1` on VGG-19 conv1_2 features.
+- Eq. 5  :func:`pose_transfer_loss` -- ``lambda_1 L_GAN + lambda_2 L_L1 + lambda_3 L_perL1``.
+- Eq. 9  the SHT objective is assembled per step in :class:`sht.train.stages.JointStage` from the above.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import LossConfig
+from .config import LossConfig, SHTConfig
 from .data.heatmaps import HeatmapCodec
 
 
@@ -91,5 +95,51 @@ def dhln_loss(
             gr = gradient_loss(face, hr)
             total = total + cfg.gradient * gr
             parts["gradient"] = gr.detach()
+    parts["total"] = total.detach()
+    return LossParts(total, parts)
+
+
+def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits.float(), target)
+
+
+def discriminator_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    """Eq. 6 for the discriminators: maximise ``log D(real) + log(1 - D(fake))`` for each of D_A and D_S, i.e.
+    minimise the binary cross-entropy of their patch logits."""
+    return sum((_bce(r, True) + _bce(f, False) for r, f in zip(real, fake, strict=True)), torch.zeros(()))
+
+
+def generator_adversarial(fake: list[torch.Tensor]) -> torch.Tensor:
+    """Eq. 6 for the generator, in the non-saturating form ``-log D(fake)`` summed over D_A and D_S."""
+    return sum((_bce(f, True) for f in fake), torch.zeros(()))
+
+
+def perceptual_l1(vgg: torch.nn.Module, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: ``||phi(I_ger) - phi(I_tar)||_1`` with ``phi`` = VGG-19 conv1_2, measured in units of the [0, 1]
+    image scale (Caffe-convention features / 255), mean over elements; no gradient into the target."""
+    with torch.no_grad():
+        ft = vgg(target.float())
+    return (vgg(generated.float()) - ft).abs().mean() / 255.0
+
+
+def pose_transfer_loss(
+    generated: torch.Tensor,
+    target: torch.Tensor,
+    fake_logits: list[torch.Tensor],
+    vgg: torch.nn.Module | None,
+    cfg: SHTConfig,
+) -> LossParts:
+    """Eq. 5 for the generator side: ``lambda_1 L_GAN + lambda_2 ||I_ger - I_tar||_1 + lambda_3 L_perL1``."""
+    adv = generator_adversarial(fake_logits)
+    l1 = pixel_loss(generated.float(), target)
+    total = cfg.lambda_gan * adv + cfg.lambda_l1 * l1
+    parts = {"adversarial": adv.detach(), "l1": l1.detach()}
+    if cfg.lambda_perceptual > 0:
+        if vgg is None:
+            raise ValueError("sht.lambda_perceptual > 0 needs the VGG-19 conv1_2 extractor (fptn.vgg_weights)")
+        per = perceptual_l1(vgg, generated, target)
+        total = total + cfg.lambda_perceptual * per
+        parts["perceptual"] = per.detach()
     parts["total"] = total.detach()
     return LossParts(total, parts)

@@ -24,28 +24,31 @@ from .formats import DataError, LabeledImage, LandmarkScheme, load_image, scan_p
 from .heatmaps import HeatmapCodec
 from .transforms import (
     affine_matrices,
+    apply_colour,
     canonical_crop,
-    colour_jitter,
+    colour_factors,
     compose_affine,
     image_to_tensor,
     warp_images,
     warp_points,
 )
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
 class FaceSet:
-    """Context crops ``(N, 3, C, C)`` uint8 with landmarks ``(N, K, 2)`` in crop pixels; the canonical crop of
-    side ``size`` sits at the centre of each (``C = round(size * context)``)."""
+    """Context crops ``(N, 3, C, C)`` uint8 with landmarks ``(N, K, 2)`` in crop pixels (None for unlabeled
+    faces); the canonical crop of side ``size`` sits at the centre of each (``C = round(size * context)``).
+    ``groups`` numbers the video clip of each face (None for still images)."""
 
     images: torch.Tensor
-    points: torch.Tensor
+    points: torch.Tensor | None
     names: list[str]
     size: int
     context: float
     problems: list[str] = field(default_factory=list)
+    groups: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -55,22 +58,31 @@ class FaceSet:
         return int(self.images.shape[-1])
 
     @property
+    def labeled(self) -> bool:
+        return self.points is not None
+
+    @property
     def num_points(self) -> int:
+        if self.points is None:
+            raise DataError("this face set is unlabeled: it has no landmarks")
         return int(self.points.shape[1])
 
     def canonical_points(self) -> torch.Tensor:
         """Landmarks in the pixels of the canonical (``size``) crops, float64."""
+        if self.points is None:
+            raise DataError("this face set is unlabeled: it has no landmarks")
         return self.points.double() - (self.crop_size - self.size) / 2
 
     def subset(self, index: Sequence[int] | torch.Tensor) -> FaceSet:
         idx = torch.as_tensor(index, dtype=torch.long)
         return FaceSet(
             self.images[idx],
-            self.points[idx],
+            None if self.points is None else self.points[idx],
             [self.names[i] for i in idx.tolist()],
             self.size,
             self.context,
             list(self.problems),
+            None if self.groups is None else self.groups[idx],
         )
 
     @staticmethod
@@ -79,15 +91,26 @@ class FaceSet:
             raise DataError("no face sets to combine")
         first = sets[0]
         for s in sets[1:]:
-            if (s.size, s.context, s.num_points) != (first.size, first.context, first.num_points):
-                raise DataError("cannot combine face sets of different crop size, context or point count")
+            if (s.size, s.context, s.labeled) != (first.size, first.context, first.labeled) or (
+                s.labeled and s.num_points != first.num_points
+            ):
+                raise DataError("cannot combine face sets of different crop size, context, labels or point count")
+        groups = None
+        if all(s.groups is not None for s in sets):
+            offset, parts = 0, []
+            for s in sets:
+                assert s.groups is not None
+                parts.append(s.groups + offset)
+                offset += int(s.groups.max()) + 1 if len(s) else 0
+            groups = torch.cat(parts)
         return FaceSet(
             torch.cat([s.images for s in sets]),
-            torch.cat([s.points for s in sets]),
+            torch.cat([s.points for s in sets]) if first.labeled else None,  # type: ignore[misc]
             [n for s in sets for n in s.names],
             first.size,
             first.context,
             [p for s in sets for p in s.problems],
+            groups,
         )
 
     def save(self, path: Path) -> None:
@@ -97,6 +120,7 @@ class FaceSet:
                 "version": CACHE_VERSION,
                 "images": self.images,
                 "points": self.points,
+                "groups": self.groups,
                 "names": self.names,
                 "size": self.size,
                 "context": self.context,
@@ -118,6 +142,7 @@ class FaceSet:
             int(d["size"]),
             float(d["context"]),
             list(d["problems"]),
+            d.get("groups"),
         )
 
 
@@ -255,13 +280,30 @@ class Batch:
     input: torch.Tensor
     base: torch.Tensor
     hr: torch.Tensor
-    points: torch.Tensor
-    heatmaps: torch.Tensor
+    points: torch.Tensor | None
+    heatmaps: torch.Tensor | None
     lr_size: torch.Tensor
+
+    @property
+    def labeled(self) -> bool:
+        return self.points is not None
 
     def to(self, device: torch.device | str) -> Batch:
         fields = (self.input, self.base, self.hr, self.points, self.heatmaps, self.lr_size)
-        return Batch(*(t.to(device, non_blocking=True) for t in fields))
+        return Batch(*(None if t is None else t.to(device, non_blocking=True) for t in fields))
+
+    @staticmethod
+    def cat(batches: Sequence[Batch]) -> Batch:
+        """Concatenate batches (landmarks only if every batch has them)."""
+        labeled = all(b.labeled for b in batches)
+        return Batch(
+            torch.cat([b.input for b in batches]),
+            torch.cat([b.base for b in batches]),
+            torch.cat([b.hr for b in batches]),
+            torch.cat([b.points for b in batches]) if labeled else None,  # type: ignore[misc]
+            torch.cat([b.heatmaps for b in batches]) if labeled else None,  # type: ignore[misc]
+            torch.cat([b.lr_size for b in batches]),
+        )
 
 
 class BatchBuilder:
@@ -281,7 +323,7 @@ class BatchBuilder:
         self.codec = codec
         self.lr_sizes = torch.as_tensor(list(lr_sizes))
         self.augment = augment
-        self.scheme = scheme or scheme_for(faces.num_points)
+        self.scheme = scheme or (scheme_for(faces.num_points) if faces.labeled else None)
 
     def geometry(self, n: int, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward maps context crop -> HR face (random when augmenting, identity-at-centre otherwise)."""
@@ -293,26 +335,50 @@ class BatchBuilder:
             return compose_affine(c, s, zero, torch.ones(n), torch.zeros(n, 2), flips), flips
         return affine_matrices(n, c, s, generator, a.rotation, (a.scale[0], a.scale[1]), a.translation, a.flip)
 
+    def sizes(self, n: int, generator: torch.Generator | None, lr_size: int | None = None) -> torch.Tensor:
+        """LR size of each sample: ``lr_size`` if given, random among ``lr_sizes`` when augmenting, else the first."""
+        if lr_size is not None:
+            return torch.full((n,), lr_size)
+        if generator is not None:
+            return self.lr_sizes[torch.randint(len(self.lr_sizes), (n,), generator=generator)]
+        return torch.full((n,), int(self.lr_sizes[0]))
+
     def build(self, index: torch.Tensor, generator: torch.Generator | None = None, lr_size: int | None = None) -> Batch:
         """A batch of the given samples; ``generator`` enables augmentation, ``lr_size`` fixes the LR size."""
-        images = self.faces.images[index]
-        points = self.faces.points[index]
-        n = images.shape[0]
+        n = len(index)
         fwd, flips = self.geometry(n, generator)
-        hr = warp_images(images, fwd, self.faces.size)
-        pts = warp_points(points, fwd, flips, self.scheme)
-        if generator is not None and self.augment is not None:
-            hr = colour_jitter(hr, self.augment.colour, generator)
+        sizes = self.sizes(n, generator, lr_size)
+        colour = self.colour(n, generator)
+        return self.render(index, fwd, flips, sizes, colour)
+
+    def colour(self, n: int, generator: torch.Generator | None) -> torch.Tensor | None:
+        """Random colour factors ``(n, 3)`` when augmenting with colour jitter, else None."""
+        if generator is None or self.augment is None or self.augment.colour <= 0:
+            return None
+        return colour_factors(n, self.augment.colour, generator)
+
+    def render(
+        self,
+        index: torch.Tensor,
+        forward: torch.Tensor,
+        flips: torch.Tensor,
+        sizes: torch.Tensor,
+        colour: torch.Tensor | None = None,
+    ) -> Batch:
+        """Warp the context crops through ``forward`` to HR faces, apply ``colour`` factors ``(B, 3)``, degrade to
+        ``sizes`` and encode heatmaps (labeled sets only)."""
+        hr = warp_images(self.faces.images[index], forward, self.faces.size)
+        if colour is not None:
+            hr = apply_colour(hr, colour)
         hr = degradation.quantize(hr)
-        if lr_size is not None:
-            sizes = torch.full((n,), lr_size)
-        elif generator is not None:
-            sizes = self.lr_sizes[torch.randint(len(self.lr_sizes), (n,), generator=generator)]
-        else:
-            sizes = torch.full((n,), int(self.lr_sizes[0]))
         inp, base = degradation.degrade(hr, sizes, self.input_size, self.faces.size)
         assert base is not None
-        return Batch(inp, base, hr, pts, self.codec.encode(pts), sizes)
+        pts = heatmaps = None
+        if self.faces.points is not None:
+            assert self.scheme is not None
+            pts = warp_points(self.faces.points[index], forward, flips, self.scheme)
+            heatmaps = self.codec.encode(pts)
+        return Batch(inp, base, hr, pts, heatmaps, sizes)
 
 
 def mean_shape(faces: FaceSet) -> np.ndarray:

@@ -159,18 +159,17 @@ def warp_points(
     return out
 
 
-def colour_jitter(images: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
-    """Per-sample brightness, contrast and saturation factors in ``1 +- strength`` on ``(B, 3, H, W)`` in [0, 1]."""
-    if strength <= 0:
-        return images
-    b = images.shape[0]
+def colour_factors(n: int, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Per-sample (brightness, contrast, saturation) factors in ``1 +- strength``, shape ``(n, 3)``."""
+    return 1 + (torch.rand(n, 3, generator=generator) * 2 - 1) * strength
 
-    def factor() -> torch.Tensor:
-        return (1 + (torch.rand(b, generator=generator) * 2 - 1) * strength).view(b, 1, 1, 1)
 
-    x = images * factor()
+def apply_colour(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast and saturation ``factors`` ``(B, 3)`` on ``(B, 3, H, W)`` images in [0, 1]."""
+    f = factors.view(-1, 3, 1, 1, 1)
+    x = images * f[:, 0]
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * factor() + mean
+    x = (x - mean) * f[:, 1] + mean
     grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
-    x = (x - grey) * factor() + grey
+    x = (x - grey) * f[:, 2] + grey
     return x.clamp(0, 1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Config
-from .stages import SupervisedStage
+from .recipe import run_recipe
+from .stages import FPTNStage, JointStage, SupervisedStage
 from .trainer import Trainer, resolve_device, seed_everything, set_threads
 
 
@@ -18,4 +19,4 @@ def train(cfg: Config, out_dir: str | Path | None = None) -> dict[str, float]:
     return Trainer(cfg, stage, out_dir or cfg.train.out_dir).fit()
 
 
-__all__ = ["SupervisedStage", "Trainer", "train"]
+__all__ = ["FPTNStage", "JointStage", "SupervisedStage", "Trainer", "run_recipe", "train"]

@@ -1,0 +1,136 @@
+"""Finding faces in photos and video frames and turning them into canonical crops.
+
+A face detector gives a box; a fixed calibration maps it to the canonical crop (square, centred on the 68-point
+box, side 1.3 x its larger side); optionally the crop is refined with a landmark model: predict the landmarks in
+the current crop, recompute the canonical box from them, repeat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from .data.transforms import CropBox, canonical_box, crop_image
+
+if TYPE_CHECKING:
+    from .infer import Predictor
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A detector's face box in image pixels and its score (larger is more confident)."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    score: float = 1.0
+
+    @property
+    def width(self) -> float:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> float:
+        return self.y1 - self.y0
+
+
+@dataclass(frozen=True)
+class BoxCalibration:
+    """Canonical crop from a detector box: centre = box centre + (dx * w, dy * h), side = scale * w."""
+
+    dx: float
+    dy: float
+    scale: float
+
+    def to_crop(self, box: FaceBox) -> CropBox:
+        cx = (box.x0 + box.x1) / 2 + self.dx * box.width
+        cy = (box.y0 + box.y1) / 2 + self.dy * box.height
+        side = self.scale * box.width
+        return CropBox(cx - side / 2, cy - side / 2, side)
+
+
+# Medians over 277 300-W Helen training faces of (canonical centre - Haar centre) / size and canonical side / Haar
+# width (inter-quartile ranges 0.09, 0.05, 0.11); refinement with the landmark model removes the residual error.
+HAAR_CALIBRATION = BoxCalibration(0.0, 0.142, 1.127)
+
+
+class HaarFaceDetector:
+    """OpenCV's bundled frontal-face Haar cascade: offline, no weights to download."""
+
+    name = "haar"
+    calibration = HAAR_CALIBRATION
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 4, min_size: int = 20) -> None:
+        try:
+            import cv2
+        except ImportError as exc:  # pragma: no cover - opencv is a core dependency
+            raise RuntimeError("the Haar face detector needs opencv-python-headless (pip install sht)") from exc
+        if not hasattr(cv2, "CascadeClassifier"):
+            raise RuntimeError("this OpenCV build has no Haar cascades (OpenCV 5 removed them); install opencv<5")
+        self._cv2 = cv2
+        self._cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+        if self._cascade.empty():
+            raise RuntimeError("OpenCV's haarcascade_frontalface_default.xml could not be loaded")
+        self.scale_factor, self.min_neighbors, self.min_size = scale_factor, min_neighbors, min_size
+
+    def __call__(self, img: Image.Image) -> list[FaceBox]:
+        """Face boxes, largest first."""
+        grey = np.asarray(img.convert("L"))
+        found, _, weights = self._cascade.detectMultiScale3(
+            grey,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(self.min_size, self.min_size),
+            outputRejectLevels=True,
+        )
+        boxes = [
+            FaceBox(float(x), float(y), float(x + w), float(y + h), float(s))
+            for (x, y, w, h), s in zip(found, np.ravel(weights), strict=False)
+        ]
+        return sorted(boxes, key=lambda b: -b.width * b.height)
+
+
+def fixed_crop(img: Image.Image, box: Sequence[float]) -> CropBox:
+    """The canonical crop given as (centre x, centre y, side) fractions: centre relative to width/height, side
+    relative to the shorter side."""
+    w, h = img.size
+    cx, cy, side = box[0] * w, box[1] * h, box[2] * min(w, h)
+    return CropBox(cx - side / 2, cy - side / 2, side)
+
+
+def refine_crops(
+    predictor: Predictor,
+    images: Sequence[Image.Image],
+    crops: Sequence[CropBox],
+    rounds: int = 2,
+    margin: float = 1.3,
+) -> tuple[list[CropBox], list[np.ndarray]]:
+    """Re-centre each crop on the landmarks the model finds in it, ``rounds`` times; returns the crops and the
+    last landmarks (source-image pixels)."""
+    size = predictor.face_size
+    cur = list(crops)
+    pts: list[np.ndarray] = [np.zeros((0, 2))] * len(cur)
+    for _ in range(rounds):
+        views = [crop_image(im, c, size) for im, c in zip(images, cur, strict=True)]
+        preds = predictor.predict(views)
+        pts = [c.to_source(p.landmarks, size) for c, p in zip(cur, preds, strict=True)]
+        cur = [canonical_box(p, margin) for p in pts]
+    return cur, pts
+
+
+def smooth_crops(crops: Sequence[CropBox], window: int) -> list[CropBox]:
+    """Running median of the crops' centres and sides over ``window`` neighbouring frames (tracking jitter)."""
+    if window <= 1 or len(crops) < 2:
+        return list(crops)
+    arr = np.array([[c.x0 + c.side / 2, c.y0 + c.side / 2, c.side] for c in crops])
+    half = window // 2
+    out = []
+    for i in range(len(arr)):
+        cx, cy, side = np.median(arr[max(0, i - half) : i + half + 1], axis=0)
+        out.append(CropBox(float(cx - side / 2), float(cy - side / 2), float(side)))
+    return out
