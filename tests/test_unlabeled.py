@@ -87,3 +87,15 @@ def test_haar_detector_finds_the_astronaut():
     b = boxes[0]
     # the astronaut's face is around x 170-290, y 40-170 in the 512 px image
     assert 150 < (b.x0 + b.x1) / 2 < 300 and 40 < (b.y0 + b.y1) / 2 < 180 and 60 < b.width < 200
+
+
+def test_folder_of_clip_folders(tmp_path, faces64):
+    for clip in ("001", "002"):
+        d = tmp_path / clip / "frames"
+        d.mkdir(parents=True)
+        for i, (img, _) in enumerate(faces64[:3]):
+            img.save(d / f"{i + 1:06d}.png")
+        (tmp_path / clip / "annot").mkdir()
+    fs = load_videos([str(tmp_path)], 32, 1.0, WeakConfig(frames_per_video=2))
+    assert len(fs) == 4 and fs.groups.tolist() == [0, 0, 1, 1]
+    assert fs.names[0].startswith("001/frames")

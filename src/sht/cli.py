@@ -11,6 +11,7 @@ from . import __version__
 from .config import ConfigError
 from .data.formats import IMAGE_SUFFIXES, DataError
 from .train.checkpoint import CheckpointError
+from .train.trainer import TrainingDiverged
 
 
 class UsageError(ValueError):
@@ -54,6 +55,21 @@ def cmd_recipe(args: argparse.Namespace) -> int:
         if s in args.stages:
             print(f"stage {s}: {run / 'checkpoints' / 'last.safetensors'}")
     return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from .data.datasets import check_dataset
+
+    print(check_dataset(args.format, args.root))
+    return 0
+
+
+def cmd_data_label(args: argparse.Namespace) -> int:
+    from .teacher import label_folder
+
+    report = label_folder(args.folder, teacher=args.teacher, out=args.out, overwrite=args.overwrite, limit=args.limit)
+    print(report.summary())
+    return 0 if report.labeled else 1
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -158,17 +174,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a checkpoint on labeled folders at LR sizes")
     p.add_argument("checkpoint")
-    p.add_argument("--data", action="append", required=True, help="folder of images with .pts (repeatable)")
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        help="folder of images with .pts, or NAME:ROOT:SPLIT of a paper dataset (repeatable)",
+    )
     p.add_argument("--lr-size", type=int, action="append", help="LR size in pixels (repeatable; default 16)")
     p.add_argument("--out", help="folder for results.json, a CED plot and face panels")
     p.add_argument("--limit", type=int, default=0, help="evaluate at most N faces")
     p.add_argument(
         "--norm",
-        default="inter_ocular",
-        choices=["inter_ocular", "inter_pupil", "box", "diagonal", "face_width"],
+        default="auto",
+        choices=["auto", "inter_ocular", "inter_pupil", "box", "diagonal", "face_width"],
+        help="NME normaliser (auto: the dataset's headline one; inter-ocular for plain folders)",
     )
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("data", help="dataset tools: check a dataset folder, label faces with a teacher")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser("check", help="validate a dataset in its native layout: counts per split and every problem")
+    q.add_argument("root")
+    q.add_argument("--format", required=True, choices=["300w", "wflw", "aflw", "celeba", "helen", "300vw"])
+    q.set_defaults(func=cmd_data_check)
+    q = dsub.add_parser("label", help="write 68-point .pts beside each face image using a teacher detector")
+    q.add_argument("folder")
+    q.add_argument("--teacher", default="dlib", choices=["dlib"])
+    q.add_argument("--out", help="write the .pts (and links to the images) here instead of beside the images")
+    q.add_argument("--overwrite", action="store_true", help="replace existing .pts files")
+    q.add_argument("--limit", type=int, default=0, help="label at most N images")
+    q.set_defaults(func=cmd_data_label)
 
     p = sub.add_parser("detect", help="landmarks (and hallucinated faces) for canonical face crops at any size")
     p.add_argument("inputs", nargs="+", help="face-crop images or folders of them")
@@ -195,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, CheckpointError, UsageError) as exc:
         print(f"sht {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingDiverged as exc:
+        print(f"sht {args.command}: training diverged: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt as exc:
         print(f"sht {args.command}: interrupted ({exc or 'SIGINT'})", file=sys.stderr)
         return 130

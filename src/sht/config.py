@@ -66,7 +66,8 @@ class AugmentConfig:
 @dataclass
 class DataConfig:
     """Training/validation data. Sources are folders of images with ``.pts`` beside them, or
-    ``synthetic:N`` for N generated faces (:mod:`sht.data.synthetic`)."""
+    ``synthetic:N`` for N generated faces (:mod:`sht.data.synthetic`). A bad sample is reported and skipped
+    unless ``strict``, which makes it an error."""
 
     train: list[str] = field(default_factory=list)
     val: list[str] = field(default_factory=list)
@@ -75,7 +76,12 @@ class DataConfig:
     context: float = 1.5
     lr_sizes: list[int] = field(default_factory=lambda: [16])
     cache_dir: str = ".cache/sht"
+    strict: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if not self.lr_sizes or any(s < 2 for s in self.lr_sizes):
+            raise ConfigError(f"data.lr_sizes must be a non-empty list of sizes >= 2, got {list(self.lr_sizes)}")
 
 
 @dataclass
@@ -117,9 +123,17 @@ class TrainConfig:
     log_every: int = 50
     eval_every: int = 2000
     checkpoint_every: int = 1000
+    max_nonfinite: int = 10
     out_dir: str = "runs/train"
     tensorboard: bool = True
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigError(f"train.schedule must be cosine or constant, got {self.schedule!r}")
+        for key in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every", "max_nonfinite"):
+            if getattr(self, key) < (0 if key == "steps" else 1):
+                raise ConfigError(f"train.{key} must be positive, got {getattr(self, key)}")
 
 
 @dataclass

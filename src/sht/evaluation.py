@@ -67,8 +67,16 @@ def predict(
     return (torch.cat(pts) if pts else None), (torch.cat(faces) if faces else None)
 
 
-def _landmark_nme(pred: torch.Tensor, gt: torch.Tensor, norm: str) -> np.ndarray:
-    return metrics.nme(pred.double().numpy(), gt.double().numpy(), norm=norm)
+def _landmark_nme(pred: torch.Tensor, gt: torch.Tensor, norm: str, faces: FaceSet, index: torch.Tensor) -> np.ndarray:
+    """Per-image NME with the dataset's visibility and boxes (when it has them) for the faces at ``index``."""
+    boxes = faces.canonical_boxes()
+    return metrics.nme(
+        pred.double().numpy(),
+        gt.double().numpy(),
+        norm=norm,
+        boxes=None if boxes is None else boxes[index].numpy(),
+        visible=None if faces.visible is None else faces.visible[index].numpy(),
+    )
 
 
 def evaluate_model(
@@ -90,7 +98,7 @@ def evaluate_model(
             batch = builder.build(index[i : i + 256], lr_size=int(s))
             pts, out = predict(model, batch.input, codec, batch_size, device, batch.base)
             if pts is not None:
-                n = _landmark_nme(pts, batch.points, norm)
+                n = _landmark_nme(pts, batch.points, norm, faces, index[i : i + 256])
                 res.nme = n if res.nme is None else np.concatenate([res.nme, n])
                 p = pts.numpy()
                 res.points = p if res.points is None else np.concatenate([res.points, p])
@@ -126,7 +134,7 @@ def evaluate_mean_shape(
     """NME of predicting the same (training-set mean) shape for every face: the landmark floor baseline."""
     gt = faces.canonical_points()
     pred = torch.from_numpy(np.asarray(shape, dtype=np.float64)).expand_as(gt)
-    n = _landmark_nme(pred, gt, norm)
+    n = _landmark_nme(pred, gt, norm, faces, torch.arange(len(faces)))
     return {int(s): SizeResult(int(s), nme=n, points=pred.numpy()) for s in lr_sizes}
 
 
@@ -140,6 +148,15 @@ def load_eval_faces(
     if limit and len(faces) > limit:
         faces = faces.subset(range(limit))
     return faces
+
+
+def default_norm(source: str) -> str:
+    """The literature's headline NME normaliser for a ``NAME:ROOT:SPLIT`` dataset source, else inter-ocular."""
+    from .data.datasets import LOADERS, parse_source
+
+    if source.split(":", 1)[0] in LOADERS and source.count(":") >= 2:
+        return parse_source(source)[3].norms[0]
+    return "inter_ocular"
 
 
 def face_panels(
@@ -187,8 +204,9 @@ def evaluate_checkpoint(
     norm: str = "inter_ocular",
     device: str = "cpu",
 ) -> str:
-    """``sht evaluate``: score a checkpoint and bicubic on labeled folders; returns a markdown table and writes
-    ``results.json``, ``ced.png`` and ``faces_<s>.png`` to ``out_dir`` when given."""
+    """``sht evaluate``: score a checkpoint and bicubic on labeled folders or dataset splits; returns a markdown
+    table and writes ``results.json``, ``ced.png`` and ``faces_<s>.png`` to ``out_dir`` when given. ``norm='auto'``
+    takes the headline normaliser of the first dataset source (inter-ocular for plain folders)."""
     import json
     from pathlib import Path
 
@@ -197,6 +215,8 @@ def evaluate_checkpoint(
 
     pred = Predictor.from_checkpoint(checkpoint, device)
     cfg = pred.config
+    if norm == "auto":
+        norm = default_norm(data[0])
     faces = load_eval_faces(data, cfg.model.face_size, cfg.data.margin, limit)
     res = evaluate_model(pred.model, faces, pred.codec, lr_sizes, device=device, norm=norm)
     bic = evaluate_bicubic(faces, lr_sizes) if cfg.model.has_face else {}

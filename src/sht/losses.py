@@ -38,13 +38,19 @@ def pixel_loss(sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(sr, hr)
 
 
-def heatmap_mse(pred: torch.Tensor, target: torch.Tensor, foreground_weight: float = 0.0) -> torch.Tensor:
+def heatmap_mse(
+    pred: torch.Tensor, target: torch.Tensor, foreground_weight: float = 0.0, visible: torch.Tensor | None = None
+) -> torch.Tensor:
     """``||H - H*||_2^2`` (mean). With ``foreground_weight = w > 0`` pixels in the dilated foreground of the
-    target weigh ``1 + w`` (the weighted loss map of Adaptive Wing, Wang et al. 2019)."""
+    target weigh ``1 + w`` (the weighted loss map of Adaptive Wing, Wang et al. 2019). ``visible`` ``(B, K)``
+    leaves the heatmaps of hidden landmarks out of the loss."""
     err = (pred.float() - target) ** 2
     if foreground_weight > 0:
         fg = (F.max_pool2d(target, 3, stride=1, padding=1) > 0.2).to(err.dtype)
         err = err * (1 + foreground_weight * fg)
+    if visible is not None:
+        w = visible.to(err.dtype)[..., None, None]
+        return (err * w).sum() / (w.sum() * err.shape[-1] * err.shape[-2]).clamp_min(1)
     return err.mean()
 
 
@@ -70,6 +76,7 @@ def dhln_loss(
     codec: HeatmapCodec | None = None,
     points: torch.Tensor | None = None,
     labeled: bool = True,
+    visible: torch.Tensor | None = None,
 ) -> LossParts:
     """Eq. 4 summed over stacks (intermediate supervision). ``labeled=False`` drops every landmark term
     (``gamma_1 = 0``, Eq. 10) and never reads the targets."""
@@ -77,7 +84,7 @@ def dhln_loss(
     parts: dict[str, torch.Tensor] = {}
     if labeled and heatmaps and cfg.heatmap > 0:
         assert target_heatmaps is not None
-        hm = sum(heatmap_mse(h, target_heatmaps, cfg.foreground_weight) for h in heatmaps)
+        hm = sum(heatmap_mse(h, target_heatmaps, cfg.foreground_weight, visible) for h in heatmaps)
         total = total + cfg.heatmap * hm
         parts["heatmap"] = hm.detach()
         if cfg.coordinate > 0:

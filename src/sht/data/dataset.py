@@ -20,14 +20,24 @@ from tqdm.auto import tqdm
 
 from ..config import AugmentConfig
 from . import degradation
-from .formats import DataError, LabeledImage, LandmarkScheme, load_image, scan_pts_folder, scheme_for
+from .formats import (
+    DataError,
+    LabeledImage,
+    LandmarkScheme,
+    check_points_in_image,
+    load_image,
+    scan_pts_folder,
+    scheme_for,
+)
 from .heatmaps import HeatmapCodec
 from .transforms import (
     affine_matrices,
     apply_colour,
+    canonical_box,
     canonical_crop,
     colour_factors,
     compose_affine,
+    crop_image,
     image_to_tensor,
     warp_images,
     warp_points,
@@ -40,7 +50,9 @@ CACHE_VERSION = 2
 class FaceSet:
     """Context crops ``(N, 3, C, C)`` uint8 with landmarks ``(N, K, 2)`` in crop pixels (None for unlabeled
     faces); the canonical crop of side ``size`` sits at the centre of each (``C = round(size * context)``).
-    ``groups`` numbers the video clip of each face (None for still images)."""
+    ``groups`` numbers the video clip of each face (None for still images); ``visible`` ``(N, K)`` marks visible
+    landmarks (None: all visible); ``boxes`` ``(N, 4)`` holds the dataset's face boxes in crop pixels (None: use the
+    landmark box)."""
 
     images: torch.Tensor
     points: torch.Tensor | None
@@ -49,6 +61,8 @@ class FaceSet:
     context: float
     problems: list[str] = field(default_factory=list)
     groups: torch.Tensor | None = None
+    visible: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -73,16 +87,26 @@ class FaceSet:
             raise DataError("this face set is unlabeled: it has no landmarks")
         return self.points.double() - (self.crop_size - self.size) / 2
 
+    def canonical_boxes(self) -> torch.Tensor | None:
+        """The dataset's face boxes in canonical-crop pixels (None when the dataset has none)."""
+        return None if self.boxes is None else self.boxes.double() - (self.crop_size - self.size) / 2
+
     def subset(self, index: Sequence[int] | torch.Tensor) -> FaceSet:
         idx = torch.as_tensor(index, dtype=torch.long)
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[idx]
+
         return FaceSet(
             self.images[idx],
-            None if self.points is None else self.points[idx],
+            pick(self.points),
             [self.names[i] for i in idx.tolist()],
             self.size,
             self.context,
             list(self.problems),
-            None if self.groups is None else self.groups[idx],
+            pick(self.groups),
+            pick(self.visible),
+            pick(self.boxes),
         )
 
     @staticmethod
@@ -103,6 +127,15 @@ class FaceSet:
                 parts.append(s.groups + offset)
                 offset += int(s.groups.max()) + 1 if len(s) else 0
             groups = torch.cat(parts)
+        visible = None
+        if any(s.visible is not None for s in sets) and first.labeled:
+            visible = torch.cat(
+                [
+                    s.visible if s.visible is not None else torch.ones(len(s), s.num_points, dtype=torch.bool)
+                    for s in sets
+                ]
+            )
+        boxes = torch.cat([s.boxes for s in sets]) if all(s.boxes is not None for s in sets) else None  # type: ignore[misc]
         return FaceSet(
             torch.cat([s.images for s in sets]),
             torch.cat([s.points for s in sets]) if first.labeled else None,  # type: ignore[misc]
@@ -111,6 +144,8 @@ class FaceSet:
             first.context,
             [p for s in sets for p in s.problems],
             groups,
+            visible,
+            boxes,
         )
 
     def save(self, path: Path) -> None:
@@ -121,6 +156,8 @@ class FaceSet:
                 "images": self.images,
                 "points": self.points,
                 "groups": self.groups,
+                "visible": self.visible,
+                "boxes": self.boxes,
                 "names": self.names,
                 "size": self.size,
                 "context": self.context,
@@ -143,6 +180,8 @@ class FaceSet:
             float(d["context"]),
             list(d["problems"]),
             d.get("groups"),
+            d.get("visible"),
+            d.get("boxes"),
         )
 
 
@@ -153,22 +192,51 @@ def crop_samples(
     context: float,
     progress: bool = False,
     desc: str = "cropping",
+    strict: bool = False,
 ) -> FaceSet:
-    """Decode and crop labeled images; unreadable images are reported in ``problems`` and skipped."""
-    imgs, pts, names, problems = [], [], [], []
+    """Decode and crop labeled images; unreadable images and landmarks far outside their image are reported in
+    ``problems`` and skipped (``strict``: raised)."""
+    imgs, pts, names, problems, vis, boxes = [], [], [], [], [], []
+    out = int(round(size * context))
     for s in tqdm(samples, desc=desc, disable=not progress, leave=False):
         try:
             img = load_image(s.image)
-            crop, p, _ = canonical_crop(img, s.points, size, margin, context)
+            shown = s.points if s.visible is None else s.points[np.asarray(s.visible, dtype=bool)]
+            if len(shown) < 2:
+                raise DataError(f"{s.image}: fewer than two visible landmarks")
+            check_points_in_image(shown, img.size, str(s.image))
+            box = canonical_box(shown, margin).expand(out / size)
+            crop = crop_image(img, box, out)
         except (DataError, ValueError) as exc:
+            if strict:
+                raise DataError(str(exc)) from None
             problems.append(str(exc))
             continue
         imgs.append(image_to_tensor(crop))
-        pts.append(torch.from_numpy(p).float())
+        pts.append(torch.from_numpy(box.to_crop(s.points, out)).float())
+        vis.append(
+            torch.ones(len(s.points), dtype=torch.bool)
+            if s.visible is None
+            else torch.as_tensor(np.asarray(s.visible, dtype=bool))
+        )
+        if s.box is not None:
+            b = np.asarray(s.box, dtype=np.float64).reshape(2, 2)
+            boxes.append(torch.from_numpy(box.to_crop(b, out).reshape(4)).float())
         names.append(s.image.name)
     if not imgs:
         raise DataError(f"none of {len(samples)} images could be used; first problem: {problems[0]}")
-    return FaceSet(torch.stack(imgs), torch.stack(pts), names, size, context, problems)
+    visible = torch.stack(vis)
+    return FaceSet(
+        torch.stack(imgs),
+        torch.stack(pts),
+        names,
+        size,
+        context,
+        problems,
+        None,
+        None if bool(visible.all()) else visible,
+        torch.stack(boxes) if len(boxes) == len(imgs) else None,
+    )
 
 
 def _folder_key(folder: Path, size: int, margin: float, context: float) -> str:
@@ -188,8 +256,17 @@ def load_source(
     num_points: int = 68,
     cache_dir: str | None = None,
     progress: bool = False,
+    strict: bool = False,
 ) -> FaceSet:
-    """One data source: a folder of images with ``.pts`` beside them, or ``synthetic:N[:seed]``."""
+    """One data source: a folder of images with ``.pts`` beside them, ``synthetic:N[:seed]``, or a split of one of
+    the paper's datasets in its native layout, ``NAME:ROOT:SPLIT[;key=value...]`` (e.g. ``wflw:/data/WFLW:test``,
+    ``helen:/data/helen:test;offset=0``; see :mod:`sht.data.datasets`). Bad samples are listed in the result's
+    ``problems`` and skipped, or raise in ``strict`` mode."""
+    from .datasets import LOADERS
+
+    head = source.split(":", 1)[0]
+    if head in LOADERS:
+        return _load_dataset_split(source, size, margin, context, cache_dir, progress, strict)
     if source.startswith("synthetic:"):
         from .synthetic import generate
 
@@ -215,12 +292,48 @@ def load_source(
         cache_path = Path(cache_dir) / f"{folder.name}-{key}.pt"
         if cache_path.is_file():
             try:
-                return FaceSet.load(cache_path)
+                cached = FaceSet.load(cache_path)
             except Exception:  # a stale or broken cache is rebuilt, never trusted
                 cache_path.unlink(missing_ok=True)
-    report = scan_pts_folder(folder, num_points)
-    fs = crop_samples(report.samples, size, margin, context, progress, desc=f"cropping {folder.name}")
+            else:
+                if strict and cached.problems:
+                    raise DataError(
+                        f"{cached.problems[0]} (strict mode; {len(cached.problems)} problem(s) in {folder})"
+                    )
+                return cached
+    report = scan_pts_folder(folder, num_points, strict=strict)
+    fs = crop_samples(report.samples, size, margin, context, progress, desc=f"cropping {folder.name}", strict=strict)
     fs.problems = report.problems + fs.problems
+    if cache_path is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        fs.save(cache_path)
+    return fs
+
+
+def _load_dataset_split(
+    source: str, size: int, margin: float, context: float, cache_dir: str | None, progress: bool, strict: bool
+) -> FaceSet:
+    from .datasets import parse_source
+
+    name, root, split, ds = parse_source(source, strict)
+    if split not in ds.splits:
+        raise DataError(f"{name} at {root} has no split {split!r}; splits: {', '.join(ds.splits)}")
+    samples = ds.splits[split]
+    cache_path = None
+    if cache_dir:
+        h = hashlib.sha1(
+            json.dumps([CACHE_VERSION, name, str(Path(root).resolve()), split, size, margin, context]).encode()
+        )
+        for smp in samples:
+            h.update(f"{smp.image}:{smp.points.tobytes().hex()}:{smp.image.stat().st_mtime_ns}".encode())
+        cache_path = Path(cache_dir) / f"{name}-{split}-{h.hexdigest()[:16]}.pt"
+        if cache_path.is_file():
+            try:
+                return FaceSet.load(cache_path)
+            except Exception:  # a broken cache is rebuilt, never trusted
+                cache_path.unlink(missing_ok=True)
+    fs = crop_samples(samples, size, margin, context, progress, desc=f"cropping {name}/{split}", strict=strict)
+    fs.problems = ds.problems + fs.problems
     if cache_path is not None:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         fs.save(cache_path)
@@ -235,11 +348,14 @@ def load_sources(
     num_points: int = 68,
     cache_dir: str | None = None,
     progress: bool = False,
+    strict: bool = False,
 ) -> FaceSet:
     """Concatenate several sources (see :func:`load_source`)."""
     if not sources:
         raise DataError("no data sources given (data.train is empty)")
-    return FaceSet.concat([load_source(s, size, margin, context, num_points, cache_dir, progress) for s in sources])
+    return FaceSet.concat(
+        [load_source(s, size, margin, context, num_points, cache_dir, progress, strict) for s in sources]
+    )
 
 
 class EpochSampler:
@@ -283,13 +399,14 @@ class Batch:
     points: torch.Tensor | None
     heatmaps: torch.Tensor | None
     lr_size: torch.Tensor
+    visible: torch.Tensor | None = None
 
     @property
     def labeled(self) -> bool:
         return self.points is not None
 
     def to(self, device: torch.device | str) -> Batch:
-        fields = (self.input, self.base, self.hr, self.points, self.heatmaps, self.lr_size)
+        fields = (self.input, self.base, self.hr, self.points, self.heatmaps, self.lr_size, self.visible)
         return Batch(*(None if t is None else t.to(device, non_blocking=True) for t in fields))
 
     @staticmethod
@@ -303,6 +420,14 @@ class Batch:
             torch.cat([b.points for b in batches]) if labeled else None,  # type: ignore[misc]
             torch.cat([b.heatmaps for b in batches]) if labeled else None,  # type: ignore[misc]
             torch.cat([b.lr_size for b in batches]),
+            torch.cat(
+                [
+                    b.visible if b.visible is not None else torch.ones(b.points.shape[:2], dtype=torch.bool)
+                    for b in batches
+                ]
+            )
+            if labeled and any(b.visible is not None for b in batches)
+            else None,
         )
 
 
@@ -373,12 +498,16 @@ class BatchBuilder:
         hr = degradation.quantize(hr)
         inp, base = degradation.degrade(hr, sizes, self.input_size, self.faces.size)
         assert base is not None
-        pts = heatmaps = None
+        pts = heatmaps = visible = None
         if self.faces.points is not None:
             assert self.scheme is not None
             pts = warp_points(self.faces.points[index], forward, flips, self.scheme)
-            heatmaps = self.codec.encode(pts)
-        return Batch(inp, base, hr, pts, heatmaps, sizes)
+            if self.faces.visible is not None:
+                visible = self.faces.visible[index].clone()
+                if flips.any():
+                    visible[flips] = visible[flips][:, torch.as_tensor(self.scheme.flip)]
+            heatmaps = self.codec.encode(pts, visible)
+        return Batch(inp, base, hr, pts, heatmaps, sizes, visible)
 
 
 def mean_shape(faces: FaceSet) -> np.ndarray:

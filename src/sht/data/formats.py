@@ -67,7 +67,80 @@ IBUG68 = LandmarkScheme(
     },
 )
 
-SCHEMES: dict[int, LandmarkScheme] = {68: IBUG68}
+
+def _flip_from_pairs(num_points: int, pairs: list[tuple[int, int]]) -> tuple[int, ...]:
+    perm = list(range(num_points))
+    for a, b in pairs:
+        perm[a], perm[b] = b, a
+    return tuple(perm)
+
+
+def _wflw98_flip() -> tuple[int, ...]:
+    # WFLW layout (0-based): 0-32 contour (right-to-left mirror about 16), 33-41 first brow (33-37 upper arc from
+    # the outer end, 38-41 lower arc back), 42-50 second brow (42-46 upper arc from the inner end, 47-50 lower arc),
+    # 51-54 nose bridge and 55-59 nostrils (57 centre), 60-67 first eye (60 outer corner, clockwise), 68-75 second
+    # eye (72 outer corner), 76-87 outer lip (76/82 corners, 79 and 85 on the midline), 88-95 inner lip (88/92
+    # corners, 90 and 94 on the midline), 96/97 pupils. Same pairs as HRNet's MATCHED_PARTS["WFLW"] and mmpose's
+    # wflw dataset_info "swap" entries.
+    pairs = [(i, 32 - i) for i in range(16)]  # contour, 16 = chin
+    pairs += [(33 + i, 46 - i) for i in range(5)]  # brows, upper arcs
+    pairs += [(38 + i, 50 - i) for i in range(4)]  # brows, lower arcs
+    pairs += [(55, 59), (56, 58)]  # nostrils
+    pairs += [(60 + i, 72 - i) for i in range(5)]  # eyes: 60<->72 (outer corners) ... 64<->68 (inner corners)
+    pairs += [(65, 75), (66, 74), (67, 73)]  # eyes, lower lids
+    pairs += [(76, 82), (77, 81), (78, 80), (83, 87), (84, 86)]  # outer lip
+    pairs += [(88, 92), (89, 91), (93, 95)]  # inner lip
+    pairs += [(96, 97)]  # pupils
+    return _flip_from_pairs(98, pairs)
+
+
+WFLW98 = LandmarkScheme(
+    name="wflw98",
+    num_points=98,
+    flip=_wflw98_flip(),
+    outer_eyes=(60, 72),  # the WFLW inter-ocular NME (Wu et al. 2018, LAB) uses the outer eye corners 60 and 72
+    # inter_pupil uses the eye-contour means (like IBUG68); the annotated pupils 96/97 are in groups["pupils"].
+    left_eye=tuple(range(60, 68)),
+    right_eye=tuple(range(68, 76)),
+    jaw=tuple(range(33)),
+    groups={
+        "contour": tuple(range(0, 33)),
+        "brows": tuple(range(33, 51)),
+        "nose": tuple(range(51, 60)),
+        "eyes": tuple(range(60, 76)),
+        "mouth": tuple(range(76, 96)),
+        "pupils": (96, 97),
+    },
+)
+
+
+def _aflw19_flip() -> tuple[int, ...]:
+    # AFLW-19 (Zhu et al. CVPR 2016): the 21 AFLW points without the two ear lobes, 0-based: 0-2 first brow
+    # (outer, centre, inner), 3-5 second brow (inner, centre, outer), 6-8 first eye (outer corner, centre, inner
+    # corner), 9-11 second eye (inner corner, centre, outer corner), 12-14 nose (wing, tip, wing), 15-17 mouth
+    # (corner, centre, corner), 18 chin. Same pairs as HRNet's MATCHED_PARTS["AFLW"] (1-based there).
+    pairs = [(0, 5), (1, 4), (2, 3), (6, 11), (7, 10), (8, 9), (12, 14), (15, 17)]
+    return _flip_from_pairs(19, pairs)
+
+
+AFLW19 = LandmarkScheme(
+    name="aflw19",
+    num_points=19,
+    flip=_aflw19_flip(),
+    outer_eyes=(6, 11),  # for completeness only: AFLW is evaluated with the box / diagonal normalisers
+    left_eye=(6, 7, 8),
+    right_eye=(9, 10, 11),
+    jaw=(18,),
+    groups={
+        "brows": tuple(range(0, 6)),
+        "eyes": tuple(range(6, 12)),
+        "nose": (12, 13, 14),
+        "mouth": (15, 16, 17),
+        "chin": (18,),
+    },
+)
+
+SCHEMES: dict[int, LandmarkScheme] = {68: IBUG68, 98: WFLW98, 19: AFLW19}
 
 
 def scheme_for(num_points: int) -> LandmarkScheme:
@@ -153,10 +226,14 @@ def write_pts(path: str | Path, points: np.ndarray) -> None:
 
 @dataclass(frozen=True)
 class LabeledImage:
-    """One image and its landmarks (in that image's pixel coordinates)."""
+    """One image and its landmarks (in that image's pixel coordinates). Optional: per-point visibility ``(K,)``
+    (AFLW), the dataset's face box ``(x0, y0, x1, y1)`` and named attribute flags (WFLW)."""
 
     image: Path
     points: np.ndarray
+    visible: np.ndarray | None = None
+    box: np.ndarray | None = None
+    attributes: dict[str, int] | None = None
 
     @property
     def name(self) -> str:
@@ -218,6 +295,17 @@ def mirror_points(points: np.ndarray, width: float, scheme: LandmarkScheme) -> n
     out = np.asarray(points, dtype=np.float64).copy()
     out[..., 0] = width - out[..., 0]
     return out[..., list(scheme.flip), :]
+
+
+def check_points_in_image(points: np.ndarray, size: tuple[int, int], where: str, slack: float = 0.5) -> None:
+    """Refuse landmarks that lie far outside the image: more than ``slack`` x its size beyond an edge."""
+    w, h = size
+    lo, hi = points.min(0), points.max(0)
+    if lo[0] < -slack * w or lo[1] < -slack * h or hi[0] > (1 + slack) * w or hi[1] > (1 + slack) * h:
+        raise DataError(
+            f"{where}: landmarks lie far outside the {w}x{h} image "
+            f"(x {lo[0]:.0f}..{hi[0]:.0f}, y {lo[1]:.0f}..{hi[1]:.0f}); wrong file or wrong coordinates?"
+        )
 
 
 def load_image(path: str | Path) -> Image.Image:

@@ -1,8 +1,9 @@
 """Unlabeled faces for weak supervision (paper §3.3, Eq. 9-10): still images and video clips.
 
 Sources: folders of face images (no landmarks needed), video files (read with imageio-ffmpeg, the ``video``
-extra), folders of video files, and folders of frames whose names encode the clip (``clip_pattern``, e.g. the
-YouTube-Faces naming ``<person>_<clip><frame>.jpg``). Crops follow the ``sht.weak.crop`` policy: ``fixed`` (one
+extra), folders of video files, folders of frames whose names encode the clip (``clip_pattern``, e.g. the
+YouTube-Faces naming ``<person>_<clip><frame>.jpg``), and folders of clip folders (every folder below that holds
+images is one clip, e.g. 300VW's ``<id>/frames/``). Crops follow the ``sht.weak.crop`` policy: ``fixed`` (one
 box for every image) or ``detector`` (Haar face box, calibrated, refined with the landmark model, and smoothed
 along each clip). The result is a :class:`~sht.data.dataset.FaceSet` without landmarks; videos carry clip groups.
 """
@@ -160,7 +161,21 @@ def load_videos(
             clips.append((p.stem, read_video_frames(p, cfg.frames_per_video)))
         elif p.is_dir():
             videos = sorted(q for q in p.iterdir() if q.suffix.lower() in VIDEO_SUFFIXES)
-            if videos:
+            has_images = any(q.suffix.lower() in IMAGE_SUFFIXES for q in p.iterdir())
+            if not videos and not has_images:
+                # a folder of clip folders (e.g. 300VW's <id>/frames/): every folder holding images is one clip
+                for d in sorted({f.parent for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES}):
+                    frames = []
+                    for f in sorted(q for q in d.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES):
+                        try:
+                            frames.append(load_image(f))
+                        except DataError as exc:
+                            problems.append(str(exc))
+                    if len(frames) > cfg.frames_per_video:
+                        keep = np.linspace(0, len(frames) - 1, cfg.frames_per_video).round().astype(int)
+                        frames = [frames[i] for i in keep]
+                    clips.append((str(d.relative_to(p)), frames))
+            elif videos:
                 for v in videos:
                     try:
                         clips.append((v.stem, read_video_frames(v, cfg.frames_per_video)))

@@ -15,6 +15,7 @@ the loop (schedule, logging, evaluation, checkpoints, resume).
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,12 +74,22 @@ def backward_and_step(
 def load_labeled(cfg: Config, rank: int = 0) -> tuple[FaceSet, FaceSet | None]:
     """Training faces (``data.train``) and validation faces (``data.val``, at most ``val_limit``)."""
     m, d = cfg.model, cfg.data
-    train = load_sources(d.train, m.face_size, d.margin, d.context, m.num_landmarks, d.cache_dir, progress=rank == 0)
+    train = load_sources(
+        d.train, m.face_size, d.margin, d.context, m.num_landmarks, d.cache_dir, progress=rank == 0, strict=d.strict
+    )
+    if train.problems and rank == 0:
+        shown = "\n  ".join(train.problems[:5])
+        more = f"\n  ... and {len(train.problems) - 5} more" if len(train.problems) > 5 else ""
+        print(
+            f"sht: skipped {len(train.problems)} bad training sample(s) of {len(train) + len(train.problems)} "
+            f"(set data.strict=true to stop instead):\n  {shown}{more}",
+            file=sys.stderr,
+        )
     if train.num_points != m.num_landmarks:
         raise DataError(f"training faces have {train.num_points} points but model.num_landmarks is {m.num_landmarks}")
     val = None
     if d.val:
-        val = load_sources(d.val, m.face_size, d.margin, d.context, m.num_landmarks, d.cache_dir)
+        val = load_sources(d.val, m.face_size, d.margin, d.context, m.num_landmarks, d.cache_dir, strict=d.strict)
         if d.val_limit and len(val) > d.val_limit:
             val = val.subset(torch.linspace(0, len(val) - 1, d.val_limit).round().long().unique())
     return train, val
@@ -132,6 +143,10 @@ class SupervisedStage:
         self.lower_is_better = m.has_landmarks
         self.best_metric = "val/nme" if m.has_landmarks else "val/psnr"
 
+    def init_from(self, checkpoint: str | Path) -> None:
+        """Start from another run's DHLN weights (e.g. continue stage 1 with a new schedule)."""
+        load_checkpoint(checkpoint, {"dhln": self.model})
+
     @property
     def modules(self) -> dict[str, nn.Module]:
         return {"dhln": self.model}
@@ -148,7 +163,9 @@ class SupervisedStage:
         inp = batch.input.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, cfg.train.amp):
             out = self.net(inp, batch.base)
-        loss = dhln_loss(out.heatmaps, out.face, batch.heatmaps, batch.hr, cfg.loss, self.codec, batch.points)
+        loss = dhln_loss(
+            out.heatmaps, out.face, batch.heatmaps, batch.hr, cfg.loss, self.codec, batch.points, visible=batch.visible
+        )
         backward_and_step(loss, "DHLN", list(self.model.parameters()), self.optimizer, cfg.train.grad_clip)
         return {f"train/{k}": v for k, v in loss.parts.items()}
 
@@ -375,7 +392,15 @@ class JointStage:
         for gi, b in enumerate(groups):
             labeled = gi == 0
             dh = dhln_loss(
-                [h[gi] for h in heat], faces[gi], b.heatmaps, b.hr, cfg.loss, self.codec, b.points, labeled=labeled
+                [h[gi] for h in heat],
+                faces[gi],
+                b.heatmaps,
+                b.hr,
+                cfg.loss,
+                self.codec,
+                b.points,
+                labeled=labeled,
+                visible=b.visible,
             )
             total = total + dh.total
             tag = "dh" if labeled else "dh_unlabeled"

@@ -86,7 +86,6 @@ class Trainer:
         out_dir: str | Path,
         rank: int = 0,
         world_size: int = 1,
-        max_nonfinite: int = 10,
     ) -> None:
         self.cfg = cfg
         self.stage = stage
@@ -94,10 +93,12 @@ class Trainer:
         self.rank = rank
         self.world_size = world_size
         self.is_main = rank == 0
-        self.max_nonfinite = max_nonfinite
+        self.max_nonfinite = cfg.train.max_nonfinite
         self.ckpt_dir = self.out / "checkpoints"
         self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, lr_lambda(cfg)) for k, o in stage.optimizers.items()}
         self.step = 0
+        self.seconds = 0.0  # training wall time, accumulated across resumes
+        self._t0 = time.time()
         self.best: float | None = None
         self._stop_signal: int | None = None
 
@@ -106,6 +107,7 @@ class Trainer:
         return {
             "stage": self.stage.name,
             "step": self.step,
+            "seconds": self.seconds + time.time() - self._t0,
             "best": self.best,
             "best_metric": self.stage.best_metric,
             "config": config_to_dict(self.cfg),
@@ -132,8 +134,26 @@ class Trainer:
         for k, s in self.schedulers.items():
             s.load_state_dict(doc["schedulers"][k])
         self.step = int(doc["step"])
+        self.seconds = float(doc.get("seconds", 0.0))
+        self._t0 = time.time()
         self.best = doc.get("best")
         torch.set_rng_state(torch.tensor(doc["rng"]["torch"], dtype=torch.uint8))
+
+    # -- non-finite steps -------------------------------------------------------------------------------------
+    def _snapshot_buffers(self) -> dict[str, torch.Tensor]:
+        return {
+            f"{m}.{n}": b.detach().clone()
+            for m, mod in self.stage.modules.items()
+            for n, b in mod.named_buffers()
+            if b.is_floating_point()
+        }
+
+    def _restore_buffers(self, saved: dict[str, torch.Tensor]) -> None:
+        for m, mod in self.stage.modules.items():
+            for n, b in mod.named_buffers():
+                key = f"{m}.{n}"
+                if key in saved:
+                    b.copy_(saved[key])
 
     # -- signals ----------------------------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: Any) -> None:
@@ -171,17 +191,21 @@ class Trainer:
             dynamic_ncols=True,
         )
         running: dict[str, float] = {}
+        good_buffers = self._snapshot_buffers()
         t0, n0 = time.time(), self.step
         try:
             while self.step < cfg.steps:
                 try:
                     parts = self.stage.train_step(self.step)
                     nonfinite = 0
+                    good_buffers = self._snapshot_buffers()
                 except NonFiniteLoss as exc:
                     for o in self.stage.optimizers.values():
                         o.zero_grad(set_to_none=True)
+                    self._restore_buffers(good_buffers)  # e.g. BatchNorm statistics of the failed forward
                     nonfinite += 1
                     logger.log(self.step, {"train/skipped_nonfinite": 1})
+                    bar.write(f"step {self.step}: {exc.name} is not finite; step skipped ({nonfinite} in a row)")
                     if nonfinite >= self.max_nonfinite:
                         raise TrainingDiverged(
                             f"{exc.name} was not finite for {nonfinite} consecutive steps (step {self.step}); "
