@@ -140,3 +140,16 @@ def test_clear_errors(tmp_path, capsys):
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["train", "small", "train.stepz=3"]) == 2
     assert "train.stepz" in capsys.readouterr().err
+
+
+def test_detect_extreme_sizes(trained, tmp_path):
+    big = tmp_path / "big.png"
+    Image.new("RGB", (10_000, 600), (120, 90, 70)).save(big)
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    out = tmp_path / "o.json"
+    assert main(["detect", str(big), str(tiny), "--weights", str(trained), "--out", str(out)]) == 1
+    res = {r["image"]: r for r in json.loads(out.read_text())["results"]}
+    lm = np.array(res[str(big)]["landmarks"])
+    assert lm.shape == (68, 2) and np.all(np.isfinite(lm)) and lm[:, 0].max() <= 10_000 * 1.1
+    assert "too small" in res[str(tiny)]["error"]

@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, DataError, CheckpointError, UsageError) as exc:
+    except (ConfigError, DataError, CheckpointError, UsageError, FileNotFoundError) as exc:
         print(f"sht {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except TrainingDiverged as exc:

@@ -23,6 +23,14 @@ from .models import DHLN
 from .train.checkpoint import CheckpointError, load_module, read_checkpoint
 
 
+def _to_tensor(img: Image.Image, cap: int) -> torch.Tensor:
+    """``(1, 3, H, W)`` float in [0, 1]; sides above ``cap`` are reduced first."""
+    rgb = img.convert("RGB")
+    if max(rgb.size) > cap:
+        rgb = rgb.resize((min(rgb.size[0], cap), min(rgb.size[1], cap)), Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
+
+
 @dataclass
 class Prediction:
     """Landmarks ``(K, 2)`` in the input image's pixels, per-point heatmap peaks, and the hallucinated face."""
@@ -72,11 +80,9 @@ class Predictor:
         return self.config.model.face_size
 
     def prepare(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
-        """RGB crops of any size -> network input batch and bicubic faces (the same resizing as in training)."""
-        lrs = [
-            torch.from_numpy(np.array(im.convert("RGB"), dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
-            for im in images
-        ]
+        """RGB crops of any size -> network input batch and bicubic faces (the same resizing as in training).
+        Crops larger than 4x the face size are first reduced with PIL's antialiased bicubic (memory)."""
+        lrs = [_to_tensor(im, 4 * self.face_size) for im in images]
         inputs = torch.cat([degradation.to_input(t, self.input_size) for t in lrs])
         base = torch.cat([degradation.to_input(t, self.face_size) for t in lrs])
         return inputs, base

@@ -120,13 +120,14 @@ def compose_affine(
 ) -> torch.Tensor:
     """``p_out = F(S R (p_in - c_in) + c_out + t)`` with ``F`` the horizontal flip where ``flips``."""
     n = angle.shape[0]
+    angle, scale, shift = angle.double(), scale.double(), shift.double()
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    m = torch.zeros(n, 3, 3)
+    m = torch.zeros(n, 3, 3, dtype=torch.float64)
     m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = cos, -sin, sin, cos
     m[:, 2, 2] = 1
     c_in, c_out = in_size / 2, out_size / 2
-    m[:, :2, 2] = -(m[:, :2, :2] @ torch.full((n, 2, 1), c_in))[..., 0] + c_out + shift
-    f = torch.eye(3).repeat(n, 1, 1)
+    m[:, :2, 2] = -(m[:, :2, :2] @ torch.full((n, 2, 1), c_in, dtype=torch.float64))[..., 0] + c_out + shift
+    f = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
     f[flips, 0, 0] = -1
     f[flips, 0, 2] = out_size
     return f @ m

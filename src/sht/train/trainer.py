@@ -12,6 +12,7 @@ import math
 import os
 import random
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -119,6 +120,13 @@ class Trainer:
     def save(self, name: str) -> Path | None:
         if not self.is_main:
             return None
+        for m, mod in self.stage.modules.items():
+            for key, t in mod.state_dict().items():
+                if t.is_floating_point() and not torch.isfinite(t).all():
+                    raise TrainingDiverged(
+                        f"{m}.{key} is not finite at step {self.step}; not saving over the last good checkpoint "
+                        f"{self.ckpt_dir / 'last.safetensors'}"
+                    )
         return save_checkpoint(
             self.ckpt_dir / f"{name}.safetensors", self.stage.modules, self.stage.optimizers, self._state()
         )
@@ -205,7 +213,10 @@ class Trainer:
                     self._restore_buffers(good_buffers)  # e.g. BatchNorm statistics of the failed forward
                     nonfinite += 1
                     logger.log(self.step, {"train/skipped_nonfinite": 1})
-                    bar.write(f"step {self.step}: {exc.name} is not finite; step skipped ({nonfinite} in a row)")
+                    print(
+                        f"sht: step {self.step}: {exc.name} is not finite; step skipped ({nonfinite} in a row)",
+                        file=sys.stderr,
+                    )
                     if nonfinite >= self.max_nonfinite:
                         raise TrainingDiverged(
                             f"{exc.name} was not finite for {nonfinite} consecutive steps (step {self.step}); "
@@ -238,12 +249,15 @@ class Trainer:
                 bar.update(1)
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                     metrics = self._evaluate(logger)
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                if (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps) and nonfinite == 0:
                     self.save("last")
                 if self._stop_signal is not None:
                     self.save("last")
                     name = signal.Signals(self._stop_signal).name
-                    bar.write(f"{name} received: saved {last} at step {self.step}; run the same command to resume")
+                    print(
+                        f"sht: {name} received: saved {last} at step {self.step}; run the same command to resume",
+                        file=sys.stderr,
+                    )
                     raise KeyboardInterrupt(name)
         finally:
             bar.close()
