@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +154,72 @@ def test_detect_extreme_sizes(trained, tmp_path):
     lm = np.array(res[str(big)]["landmarks"])
     assert lm.shape == (68, 2) and np.all(np.isfinite(lm)) and lm[:, 0].max() <= 10_000 * 1.1
     assert "too small" in res[str(tiny)]["error"]
+
+
+def test_export_fp16_weights_and_onnx_parity(trained, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    import torch
+
+    from sht.infer import Detector, Predictor
+
+    w = tmp_path / "release.safetensors"
+    onnx_path = tmp_path / "dhln.onnx"
+    assert main(["export", str(trained), "--weights", str(w), "--onnx", str(onnx_path)]) == 0
+    assert w.stat().st_size < trained.stat().st_size / 2  # fp16, no optimiser state
+    full, half = Predictor.from_checkpoint(trained), Predictor.from_checkpoint(w)
+    crop = Image.fromarray(np.random.default_rng(1).integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    a, b = full.predict([crop])[0], half.predict([crop])[0]
+    assert np.abs(a.landmarks - b.landmarks).max() < 0.5
+    det = Detector(weights=w)
+    assert det.landmarks(crop).shape == (68, 2) and det.hallucinate(crop).size == (32, 32)
+    # ONNX Runtime against PyTorch on random inputs, several batch sizes (dynamic batch)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for n in (1, 3, 7):
+        x, base = torch.rand(n, 3, 16, 16), torch.rand(n, 3, 32, 32)
+        with torch.no_grad():
+            out = full.model.eval()(x, base)
+        hm, face = sess.run(None, {"input": x.numpy(), "base": base.numpy()})
+        worst = max(
+            worst, float(np.abs(hm - out.final_heatmaps.numpy()).max()), float(np.abs(face - out.face.numpy()).max())
+        )
+    print(f"ONNX max abs diff {worst:.2e}")
+    assert worst < 1e-4
+
+
+def test_photo_mode_with_boxes_and_overlays(trained, synth_folder, tmp_path):
+    from sht.data.formats import read_pts
+
+    img = synth_folder / "synth_00000.png"
+    pts = read_pts(synth_folder / "synth_00000.pts")
+    x0, y0 = pts.min(0)
+    x1, y1 = pts.max(0)
+    out = tmp_path / "o.json"
+    rc = main(
+        [
+            "detect",
+            str(img),
+            "--weights",
+            str(trained),
+            "--out",
+            str(out),
+            "--box",
+            f"{x0},{y0},{x1},{y1}",
+            "--save-overlay",
+            str(tmp_path / "ov"),
+            "--save-faces",
+            str(tmp_path / "faces"),
+        ]
+    )
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["mode"] == "photo"
+    face = doc["results"][0]["faces"][0]
+    lm = np.array(face["landmarks"])
+    assert lm.shape == (68, 2) and np.all(np.isfinite(lm))
+    assert (tmp_path / "ov" / "synth_00000_overlay.png").exists()
+    assert Path(face["face"]).exists()
+    boxes = tmp_path / "boxes.txt"
+    boxes.write_text(f"synth_00000.png {x0} {y0} {x1} {y1}\n")
+    assert main(["detect", str(img), "--weights", str(trained), "--out", str(out), "--boxes", str(boxes)]) == 0
+    assert len(json.loads(out.read_text())["results"][0]["faces"]) == 1

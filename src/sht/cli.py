@@ -1,4 +1,4 @@
-"""Command-line interface: ``sht train | recipe | evaluate | detect | demo``."""
+"""Command-line interface: ``sht train | recipe | evaluate | detect | export | data | demo``."""
 
 from __future__ import annotations
 
@@ -88,14 +88,52 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _points(pts) -> list[list[float]]:  # noqa: ANN001
+    return [[round(float(x), 3), round(float(y), 3)] for x, y in pts]
+
+
+def _read_boxes(args: argparse.Namespace) -> dict[str, list[list[float]]] | list[list[float]] | None:
+    """``--box x0,y0,x1,y1`` (for every input) or ``--boxes FILE`` (JSON ``{image: [[x0, y0, x1, y1], ...]}`` or
+    lines ``image x0 y0 x1 y1``)."""
+    if args.box:
+        try:
+            return [[float(v) for v in b.split(",")] for b in args.box]
+        except ValueError:
+            raise UsageError(f"--box takes x0,y0,x1,y1, got {args.box}") from None
+    if not args.boxes:
+        return None
+    path = Path(args.boxes)
+    if not path.is_file():
+        raise UsageError(f"--boxes file not found: {path}")
+    text = path.read_text()
+    try:
+        doc = json.loads(text)
+        return {str(k): [[float(v) for v in b] for b in bs] for k, bs in doc.items()}
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        pass
+    out: dict[str, list[list[float]]] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            out.setdefault(parts[0], []).append([float(v) for v in parts[1:5]])
+        except ValueError:
+            raise UsageError(f"{path}:{n}: expected 'image x0 y0 x1 y1', got {line!r}") from None
+        if len(parts) != 5:
+            raise UsageError(f"{path}:{n}: expected 'image x0 y0 x1 y1', got {line!r}")
+    return out
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from .data.formats import load_image
-    from .infer import Predictor
+    from .infer import Detector, Predictor, release_weights
+    from .report import detection_panel
 
-    if args.weights is None:
-        raise UsageError("--weights is required (no release weights are installed with this build)")
+    weights = Path(args.weights) if args.weights else release_weights()
     paths = _expand_inputs(args.inputs)
-    predictor = Predictor.from_checkpoint(args.weights, device=args.device)
+    boxes = _read_boxes(args)
+    photo = args.find_faces is not None or boxes is not None
     images, good, results = [], [], []
     failed = 0
     for p in paths:
@@ -107,31 +145,87 @@ def cmd_detect(args: argparse.Namespace) -> int:
             print(f"sht detect: skipped {exc}", file=sys.stderr)
             results.append({"image": str(p), "error": str(exc)})
     faces_dir = Path(args.save_faces) if args.save_faces else None
-    if faces_dir is not None and images:
-        faces_dir.mkdir(parents=True, exist_ok=True)
+    overlay_dir = Path(args.save_overlay) if args.save_overlay else None
+    if args.show and overlay_dir is None:
+        import tempfile
+
+        overlay_dir = Path(tempfile.mkdtemp(prefix="sht-overlay-"))
+    for d in (faces_dir, overlay_dir):
+        if d is not None and images:
+            d.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
-    for p, im, pred in zip(good, images, predictor.predict(images, args.batch_size), strict=True):
-        entry: dict[str, object] = {"image": str(p), "width": im.size[0], "height": im.size[1]}
-        if pred.landmarks is not None:
-            entry["landmarks"] = [[round(float(x), 3), round(float(y), 3)] for x, y in pred.landmarks]
-            entry["scores"] = [round(float(s), 4) for s in pred.scores]
-        if faces_dir is not None and pred.face is not None:
-            stem = p.stem
-            k = 1
-            while stem in used:
-                stem, k = f"{p.stem}_{k}", k + 1
-            used.add(stem)
-            fp = faces_dir / f"{stem}.png"
-            pred.face.save(fp)
-            entry["face"] = str(fp)
-        results.append(entry)
+
+    def unique(stem: str) -> str:
+        name, k = stem, 1
+        while name in used:
+            name, k = f"{stem}_{k}", k + 1
+        used.add(name)
+        return name
+
+    overlays: list[Path] = []
+    if photo:
+        det = Detector(weights, device=args.device, face_detector=args.find_faces or "haar")
+        model = det.predictor
+        for p, im in zip(good, images, strict=True):
+            given = boxes if isinstance(boxes, list) else (boxes or {}).get(p.name, (boxes or {}).get(str(p)))
+            if boxes is not None and given is None:
+                results.append(
+                    {
+                        "image": str(p),
+                        "width": im.size[0],
+                        "height": im.size[1],
+                        "faces": [],
+                        "error": "no box given for this image",
+                    }
+                )
+                continue
+            faces = det.detect(im, given)
+            entry: dict[str, object] = {"image": str(p), "width": im.size[0], "height": im.size[1], "faces": []}
+            stem = unique(p.stem)
+            for i, f in enumerate(faces):
+                fe: dict[str, object] = {
+                    "box": [round(v, 2) for v in f.box] if f.box else None,
+                    "crop": [round(v, 2) for v in f.crop],
+                    "landmarks": _points(f.landmarks),
+                    "scores": [round(float(s), 4) for s in f.scores],
+                }
+                if faces_dir is not None and f.face is not None:
+                    fp = faces_dir / f"{stem}_face{i}.png"
+                    f.face.save(fp)
+                    fe["face"] = str(fp)
+                entry["faces"].append(fe)  # type: ignore[attr-defined]
+            if overlay_dir is not None:
+                op = overlay_dir / f"{stem}_overlay.png"
+                detection_panel(
+                    im, [f.landmarks for f in faces], [f.face for f in faces], [f.crop for f in faces]
+                ).save(op)
+                overlays.append(op)
+            results.append(entry)
+    else:
+        model = Predictor.from_checkpoint(weights, device=args.device)
+        for p, im, pred in zip(good, images, model.predict(images, args.batch_size), strict=True):
+            entry = {"image": str(p), "width": im.size[0], "height": im.size[1]}
+            if pred.landmarks is not None:
+                entry["landmarks"] = _points(pred.landmarks)
+                entry["scores"] = [round(float(s), 4) for s in pred.scores]
+            stem = unique(p.stem)
+            if faces_dir is not None and pred.face is not None:
+                fp = faces_dir / f"{stem}.png"
+                pred.face.save(fp)
+                entry["face"] = str(fp)
+            if overlay_dir is not None:
+                op = overlay_dir / f"{stem}_overlay.png"
+                detection_panel(im, [pred.landmarks] if pred.landmarks is not None else [], [pred.face], None).save(op)
+                overlays.append(op)
+            results.append(entry)
     doc = {
-        "weights": str(args.weights),
+        "weights": str(weights),
+        "mode": "photo" if photo else "crop",
         "convention": "x right, y down, pixels of each input image, image spans [0,W]x[0,H]",
         "model": {
-            "streams": predictor.config.model.streams,
-            "input_size": predictor.input_size,
-            "face_size": predictor.face_size,
+            "streams": model.config.model.streams,
+            "input_size": model.input_size,
+            "face_size": model.face_size,
         },
         "results": results,
     }
@@ -139,7 +233,36 @@ def cmd_detect(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1))
     print(f"sht detect: {len(good)} image(s) -> {out}" + (f"; {failed} skipped (see stderr)" if failed else ""))
+    if overlays:
+        print(f"sht detect: overlays in {overlay_dir}")
+    if args.show:
+        _show(overlays)
     return 1 if failed else 0
+
+
+def _show(paths: list[Path]) -> None:
+    """Open the overlays in the system's image viewer (prints where they are when there is no display)."""
+    import os
+
+    from PIL import Image
+
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("darwin", "win32")):
+        print("sht detect: no display to show the overlays on; open the files above", file=sys.stderr)
+        return
+    for p in paths:
+        Image.open(p).show()
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx, export_weights
+
+    if not (args.onnx or args.weights):
+        raise UsageError("nothing to export: give --onnx OUT.onnx and/or --weights OUT.safetensors")
+    if args.weights:
+        print(f"sht export: weights -> {export_weights(args.checkpoint, args.weights, fp16=not args.fp32)}")
+    if args.onnx:
+        print(f"sht export: ONNX -> {export_onnx(args.checkpoint, args.onnx)}")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -207,13 +330,34 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_data_label)
 
     p = sub.add_parser("detect", help="landmarks (and hallucinated faces) for canonical face crops at any size")
-    p.add_argument("inputs", nargs="+", help="face-crop images or folders of them")
-    p.add_argument("--weights", help="checkpoint (.safetensors)")
+    p.add_argument("inputs", nargs="+", help="face-crop images (or photos with --find-faces/--box) or folders")
+    p.add_argument("--weights", help="checkpoint (.safetensors); default: the release weights shipped with sht")
+    p.add_argument(
+        "--find-faces",
+        nargs="?",
+        const="haar",
+        choices=["haar", "dlib"],
+        help="inputs are photos: find faces first (OpenCV Haar by default, or dlib's HOG detector)",
+    )
+    p.add_argument("--box", action="append", help="photo mode with this face box x0,y0,x1,y1 (repeatable)")
+    p.add_argument(
+        "--boxes",
+        help="photo mode with boxes from a file: JSON {image: [[x0,y0,x1,y1],...]} or lines 'image x0 y0 x1 y1'",
+    )
+    p.add_argument("--save-overlay", help="folder for LR | hallucinated | landmarks-on-input panels")
+    p.add_argument("--show", action="store_true", help="open the overlay panels in an image viewer")
     p.add_argument("--out", required=True, help="output JSON")
     p.add_argument("--save-faces", help="folder for the hallucinated faces (<input stem>.png)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
     p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("export", help="export DHLN (not FPTN): release weights and/or ONNX with a dynamic batch")
+    p.add_argument("checkpoint")
+    p.add_argument("--onnx", help="output .onnx")
+    p.add_argument("--weights", help="output .safetensors with the DHLN weights only (fp16 unless --fp32)")
+    p.add_argument("--fp32", action="store_true")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="train a small DHLN on generated faces and write a report (the main job)")
     p.add_argument("--out", default="demo-out")

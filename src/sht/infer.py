@@ -111,3 +111,85 @@ class Predictor:
                     face = Image.fromarray(arr)
                 out.append(Prediction(lm, scores[j] if scores is not None else None, face))
         return out
+
+
+RELEASE_WEIGHTS = Path(__file__).resolve().parent / "weights" / "sht-small.safetensors"
+
+
+def release_weights() -> Path:
+    """The weights shipped inside the package (trained by the project, see MODEL_CARD.md)."""
+    if not RELEASE_WEIGHTS.is_file():
+        raise CheckpointError(
+            f"no release weights in this installation ({RELEASE_WEIGHTS} is missing); pass weights=PATH"
+        )
+    return RELEASE_WEIGHTS
+
+
+@dataclass
+class Face:
+    """One face found in a photo: its detector box (None when given), the canonical crop box, the landmarks in
+    photo pixels, their heatmap peaks, and the hallucinated face."""
+
+    box: tuple[float, float, float, float] | None
+    crop: tuple[float, float, float]
+    landmarks: np.ndarray
+    scores: np.ndarray
+    face: Image.Image | None
+
+
+class Detector:
+    """Low-resolution landmark detector with face hallucination, in the spirit of face-alignment's API.
+
+    ``Detector()`` loads the release weights that ship with sht; ``Detector(weights=PATH)`` any sht checkpoint.
+    ``landmarks(crop)`` / ``hallucinate(crop)`` take canonical face crops of any size (e.g. 16x16);
+    ``detect(photo, boxes=None)`` finds faces (OpenCV Haar cascade, or dlib's HOG detector with
+    ``face_detector='dlib'``), crops them canonically, refines the crop with the landmarks and returns landmarks in
+    photo coordinates. Works on CPU or CUDA (``device``)."""
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        face_detector: str = "haar",
+        refine: int = 2,
+    ) -> None:
+        self.predictor = Predictor.from_checkpoint(weights if weights is not None else release_weights(), device)
+        if not self.predictor.config.model.has_landmarks:
+            raise CheckpointError(f"{self.predictor.source}: an FHS (face-only) model cannot detect landmarks")
+        self.face_detector_name = face_detector
+        self._face_detector = None
+        self.refine = refine
+
+    @property
+    def config(self) -> Config:
+        return self.predictor.config
+
+    def landmarks(self, crops: Image.Image | Sequence[Image.Image]) -> np.ndarray | list[np.ndarray]:
+        """``(K, 2)`` landmarks in the crop's pixels (a list for a list of crops)."""
+        single = isinstance(crops, Image.Image)
+        preds = self.predictor.predict([crops] if single else list(crops))
+        out = [p.landmarks for p in preds]
+        return out[0] if single else out  # type: ignore[return-value]
+
+    def hallucinate(self, crops: Image.Image | Sequence[Image.Image]) -> Image.Image | list[Image.Image]:
+        """The hallucinated face (``face_size`` pixels) of each crop."""
+        single = isinstance(crops, Image.Image)
+        preds = self.predictor.predict([crops] if single else list(crops))
+        if preds and preds[0].face is None:
+            raise CheckpointError(f"{self.predictor.source}: an SHN (landmarks-only) model does not hallucinate")
+        out = [p.face for p in preds]
+        return out[0] if single else out  # type: ignore[return-value]
+
+    def face_detector(self):  # noqa: ANN201 - a callable image -> list[FaceBox]
+        if self._face_detector is None:
+            from .faces import make_face_detector
+
+            self._face_detector = make_face_detector(self.face_detector_name)
+        return self._face_detector
+
+    def detect(self, image: Image.Image, boxes: Sequence[Sequence[float]] | None = None) -> list[Face]:
+        """Faces of a photo. ``boxes``: face boxes ``(x0, y0, x1, y1)`` to use instead of the face detector."""
+        from .faces import FaceBox, detect_faces
+
+        given = [FaceBox(*map(float, b[:4])) for b in boxes] if boxes is not None else None
+        return detect_faces(self, image.convert("RGB"), given)

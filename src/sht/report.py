@@ -108,3 +108,42 @@ def plot_curves(
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def detection_panel(
+    image: Image.Image,
+    landmarks: Sequence[np.ndarray],
+    faces: Sequence[Image.Image | None],
+    crops: Sequence[tuple[float, float, float]] | None,
+    height: int = 256,
+) -> Image.Image:
+    """``LR input | hallucinated face | landmarks on the input`` for a crop (``crops=None``), or, for a photo,
+    the landmarks of every face on the photo followed by each face's crop and hallucinated face."""
+    img = image.convert("RGB")
+    scale = height / img.size[1]
+    big = img.resize(
+        (max(1, round(img.size[0] * scale)), height),
+        Image.Resampling.NEAREST if scale > 1 else Image.Resampling.BICUBIC,
+    )
+    overlay = draw_landmarks(big, None)
+    for pts in landmarks:
+        overlay = draw_landmarks(overlay, np.asarray(pts) * scale, radius=max(1.5, height / 160))
+    tiles: list[Image.Image] = []
+    if crops is None:
+        tiles.append(big)
+        tiles += [f.resize((height, height), Image.Resampling.BICUBIC) for f in faces if f is not None]
+        tiles.append(overlay)
+    else:
+        tiles.append(overlay)
+        for (x0, y0, side), f in zip(crops, faces, strict=True):
+            cut = img.crop((round(x0), round(y0), round(x0 + side), round(y0 + side)))
+            tiles.append(cut.resize((height // 2, height // 2), Image.Resampling.NEAREST))
+            if f is not None:
+                tiles.append(f.resize((height // 2, height // 2), Image.Resampling.BICUBIC))
+    width = sum(t.size[0] for t in tiles) + 4 * (len(tiles) - 1)
+    out = Image.new("RGB", (width, height), (255, 255, 255))
+    x = 0
+    for t in tiles:
+        out.paste(t, (x, 0))
+        x += t.size[0] + 4
+    return out

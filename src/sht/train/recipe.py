@@ -21,6 +21,7 @@ import torch
 from ..config import Config
 from ..data.dataset import FaceSet
 from ..data.formats import DataError
+from .distributed import barrier, setup
 from .stages import FPTNStage, JointStage, SupervisedStage, load_labeled
 from .trainer import Trainer, resolve_device, seed_everything, set_threads
 
@@ -69,7 +70,8 @@ def run_recipe(
     another directory's finished stage (e.g. reuse one stage-3 run for several stage-4 variants)."""
     out = Path(out_dir)
     set_threads(cfg.train.threads)
-    device = resolve_device(cfg.train.device)
+    info = setup(resolve_device(cfg.train.device))
+    device, rank, world = info.device, info.rank, info.world_size
     runs = {s: out / name for s, name in STAGES.items()}
     runs.update(init or {})
     labeled = None
@@ -81,20 +83,22 @@ def run_recipe(
             continue
         seed_everything(c.train.seed + s)
         if labeled is None:
-            labeled = load_labeled(cfg)
+            labeled = load_labeled(cfg, rank)
         train_faces, val_faces = labeled
+        kw = {"rank": rank, "world_size": world, "train_faces": train_faces, "val_faces": val_faces}
         if s == 1:
-            stage = SupervisedStage(c, device, train_faces=train_faces, val_faces=val_faces)
+            stage = SupervisedStage(c, device, **kw)
         elif s == 2:
-            stage = FPTNStage(c, device, train_faces=train_faces, val_faces=val_faces)
+            stage = FPTNStage(c, device, **kw)
         elif s == 3:
-            stage = JointStage(c, device, train_faces=train_faces, val_faces=val_faces)
+            stage = JointStage(c, device, **kw)
             if not last(run).exists():
                 stage.init_from(last(runs[1]), last(runs[2]))
         else:
             unl = load_weak_data(c, last(runs[3]), device)
-            stage = JointStage(c, device, weak=True, train_faces=train_faces, val_faces=val_faces, unlabeled=unl)
+            stage = JointStage(c, device, weak=True, unlabeled=unl, **kw)
             if not last(run).exists():
                 stage.init_from(last(runs[3]), last(runs[3]))
-        Trainer(c, stage, run).fit()
+        Trainer(c, stage, run, rank, world).fit()
+        barrier()  # every rank waits for rank 0's checkpoint before the next stage reads it
     return runs

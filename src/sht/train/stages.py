@@ -33,6 +33,7 @@ from ..evaluation import evaluate_model
 from ..losses import LossParts, dhln_loss, discriminator_loss, pose_transfer_loss
 from ..models import DHLN, FPTN, AppearanceDiscriminator, ShapeDiscriminator, VGG19Conv12
 from .checkpoint import load_checkpoint
+from .distributed import all_finite, wrap
 
 
 class NonFiniteLoss(RuntimeError):
@@ -51,8 +52,9 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 
 
 def check_finite(named: Iterator[tuple[str, torch.Tensor]]) -> None:
+    """Raise :class:`NonFiniteLoss` naming the first non-finite value (decided together by all ranks)."""
     for name, value in named:
-        if not torch.isfinite(value).all():
+        if not all_finite(value):
             raise NonFiniteLoss(name)
 
 
@@ -67,7 +69,9 @@ def backward_and_step(
         norm = nn.utils.clip_grad_norm_(params, grad_clip)
         check_finite(iter([(f"{name} gradient norm", norm)]))
     else:
-        check_finite((f"{name} gradient", p.grad) for p in params if p.grad is not None)
+        grads = [p.grad.detach().reshape(-1) for p in params if p.grad is not None]
+        if grads:
+            check_finite(iter([(f"{name} gradient", torch.cat(grads).sum())]))
     opt.step()
 
 
@@ -136,9 +140,7 @@ class SupervisedStage:
         self.builder = BatchBuilder(train_faces, m.input_size, self.codec, cfg.data.lr_sizes, cfg.data.augment)
         self.sampler = EpochSampler(len(train_faces), cfg.train.batch_size, cfg.train.seed, rank, world_size)
         self.model = DHLN(m).to(device, memory_format=torch.channels_last)
-        self.net: nn.Module = self.model
-        if world_size > 1:
-            self.net = nn.parallel.DistributedDataParallel(self.model)
+        self.net = wrap(self.model, world_size)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.lower_is_better = m.has_landmarks
         self.best_metric = "val/nme" if m.has_landmarks else "val/psnr"
@@ -176,12 +178,17 @@ class SupervisedStage:
 class TransferParts:
     """FPTN, its two discriminators, the VGG-19 conv1_2 extractor and their optimisers (Eq. 5-8)."""
 
-    def __init__(self, cfg: Config, device: torch.device) -> None:
+    def __init__(self, cfg: Config, device: torch.device, world_size: int = 1) -> None:
         f, m = cfg.fptn, cfg.model
         self.cfg = cfg
         self.fptn = FPTN(f, m.num_landmarks, m.face_size).to(device)
         self.d_app = AppearanceDiscriminator.from_config(f).to(device)
         self.d_shape = ShapeDiscriminator.from_config(f, m.num_landmarks).to(device)
+        # DDP wrappers (the modules themselves when training in one process); the generator pass through the
+        # discriminators uses the bare modules: it needs no discriminator gradient to be synchronised
+        self.fptn_net = wrap(self.fptn, world_size)
+        self.d_app_net = wrap(self.d_app, world_size)
+        self.d_shape_net = wrap(self.d_shape, world_size)
         self.vgg = VGG19Conv12.from_npz(f.vgg_weights).to(device) if cfg.sht.lambda_perceptual > 0 else None
         betas = (f.betas[0], f.betas[1])
         self.opt_g = torch.optim.Adam(self.fptn.parameters(), lr=f.lr, betas=betas)
@@ -189,10 +196,11 @@ class TransferParts:
         self.opt_d = torch.optim.Adam(self.d_params, lr=f.disc_lr, betas=betas)
 
     def discriminate(
-        self, cond: torch.Tensor, target_heatmaps: torch.Tensor, image: torch.Tensor
+        self, cond: torch.Tensor, target_heatmaps: torch.Tensor, image: torch.Tensor, synced: bool = False
     ) -> list[torch.Tensor]:
-        """Patch logits of D_A(I_con || I) and D_S(H_tar || I)."""
-        return [self.d_app(cond, image), self.d_shape(target_heatmaps, image)]
+        """Patch logits of D_A(I_con || I) and D_S(H_tar || I) (through the DDP wrappers when ``synced``)."""
+        d_app, d_shape = (self.d_app_net, self.d_shape_net) if synced else (self.d_app, self.d_shape)
+        return [d_app(cond, image), d_shape(target_heatmaps, image)]
 
     def discriminator_step(
         self,
@@ -204,7 +212,9 @@ class TransferParts:
     ) -> dict[str, torch.Tensor]:
         """One update of D_A and D_S on detached inputs (Eq. 6, discriminator side)."""
         cond, hm, fake = cond.detach(), target_heatmaps.detach(), fake.detach()
-        loss = discriminator_loss(self.discriminate(cond, hm, real), self.discriminate(cond, hm, fake))
+        both = self.discriminate(torch.cat([cond, cond]), torch.cat([hm, hm]), torch.cat([real, fake]), synced=True)
+        n = real.shape[0]
+        loss = discriminator_loss([d[:n] for d in both], [d[n:] for d in both])
         backward_and_step(LossParts(loss, {"d": loss.detach()}), "discriminator", self.d_params, self.opt_d, grad_clip)
         return {"train/discriminator": loss.detach()}
 
@@ -258,7 +268,7 @@ class FPTNStage:
         self.sampler = EpochSampler(
             len(self.pairs), max(cfg.train.batch_size // 2, 1), cfg.train.seed, rank, world_size
         )
-        self.t = TransferParts(cfg, device)
+        self.t = TransferParts(cfg, device, world_size)
 
     @property
     def modules(self) -> dict[str, nn.Module]:
@@ -268,17 +278,17 @@ class FPTNStage:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"fptn": self.t.opt_g, "disc": self.t.opt_d}
 
-    def _transfer(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _transfer(self, batch: Batch, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         assert batch.heatmaps is not None
         cond, hm_con = batch.hr, batch.heatmaps
         hm_tar, target = swap_views(hm_con), swap_views(batch.hr)
-        return cond, hm_tar, self.t.fptn(cond, hm_con, hm_tar), target
+        return cond, hm_tar, net(cond, hm_con, hm_tar), target
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         self.t.train()
         g = step_generator(self.cfg.train.seed, step, self.rank)
         batch = self.pairs.build(self.pairs.anchors[self.sampler.indices(step)], g).to(self.device)
-        cond, hm_tar, gen, target = self._transfer(batch)
+        cond, hm_tar, gen, target = self._transfer(batch, self.t.fptn_net)
         out = self.t.discriminator_step(cond, hm_tar, target, gen, self.cfg.train.grad_clip)
         loss = self.t.generator_loss(cond, hm_tar, gen, target)
         backward_and_step(loss, "FPTN", list(self.t.fptn.parameters()), self.t.opt_g, self.cfg.train.grad_clip)
@@ -293,7 +303,7 @@ class FPTNStage:
         pairs = PairBuilder(b, self.cfg.sht.pairs)
         n = min(len(self.val_faces), 32)
         batch = pairs.build(torch.arange(n), torch.Generator().manual_seed(0)).to(self.device)
-        _, _, gen, target = self._transfer(batch)
+        _, _, gen, target = self._transfer(batch, self.t.fptn)
         return {"val/transfer_l1": float((gen - target).abs().mean())}
 
 
@@ -346,8 +356,9 @@ class JointStage:
                     (pb, EpochSampler(len(pb), k, cfg.train.seed + 17 * (len(self.unlabeled) + 1), rank, world_size))
                 )
         self.model = DHLN(m).to(device, memory_format=torch.channels_last)
+        self.net = wrap(self.model, world_size)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.sht.dhln_lr)
-        self.t = TransferParts(cfg, device)
+        self.t = TransferParts(cfg, device, world_size)
 
     def init_from(self, dhln: str | Path | None = None, transfer: str | Path | None = None) -> None:
         """Start from a stage-1 (or 3) DHLN and a stage-2 (or 3) FPTN with its discriminators (weights only)."""
@@ -382,13 +393,13 @@ class JointStage:
         sizes = [g.input.shape[0] for g in groups]
         inp = torch.cat([g.input for g in groups]).contiguous(memory_format=torch.channels_last)
         with autocast(self.device, cfg.train.amp):
-            out = self.model(inp, torch.cat([g.base for g in groups]))
+            out = self.net(inp, torch.cat([g.base for g in groups]))
         assert out.face is not None
         heat = [h.split(sizes) for h in out.heatmaps]
         faces = out.face.split(sizes)
         total = torch.zeros((), device=self.device)
         parts: dict[str, torch.Tensor] = {}
-        conds, hm_tars, targets, gens = [], [], [], []
+        conds, hm_cons, hm_tars, targets = [], [], [], []
         for gi, b in enumerate(groups):
             labeled = gi == 0
             dh = dhln_loss(
@@ -406,13 +417,12 @@ class JointStage:
             tag = "dh" if labeled else "dh_unlabeled"
             parts.update({f"train/{tag}_{k}": v for k, v in dh.parts.items()})
             # Eq. 9: transfer view j's hallucinated face to view k's hallucinated heatmaps and back
-            sr, hm = faces[gi], heat[-1][gi]
-            hm_tar = swap_views(hm)
-            conds.append(sr)
-            hm_tars.append(hm_tar)
+            conds.append(faces[gi])
+            hm_cons.append(heat[-1][gi])
+            hm_tars.append(swap_views(heat[-1][gi]))
             targets.append(swap_views(b.hr))
-            gens.append(self.t.fptn(sr, hm, hm_tar))
-        cond, hm_tar, target, gen = (torch.cat(x) for x in (conds, hm_tars, targets, gens))
+        cond, hm_con, hm_tar, target = (torch.cat(x) for x in (conds, hm_cons, hm_tars, targets))
+        gen = self.t.fptn_net(cond, hm_con, hm_tar)  # one pass for all groups (one DDP forward per backward)
         parts.update(self.t.discriminator_step(cond, hm_tar, target, gen, cfg.train.grad_clip))
         pt = self.t.generator_loss(cond, hm_tar, gen, target)
         parts.update({f"train/pt_{k}": v for k, v in pt.parts.items()})

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config, config_to_dict, dump_yaml
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from .distributed import average_buffers
 from .logging import MetricLogger
 from .stages import NonFiniteLoss
 
@@ -117,7 +118,11 @@ class Trainer:
             "saved_at": time.time(),
         }
 
-    def save(self, name: str) -> Path | None:
+    def save(self, name: str, collective: bool = False) -> Path | None:
+        """Write checkpoint ``name`` (rank 0). ``collective``: every rank calls this at the same step, so the
+        BatchNorm statistics are first averaged over the ranks."""
+        if collective and self.world_size > 1:
+            average_buffers(list(self.stage.modules.values()))
         if not self.is_main:
             return None
         for m, mod in self.stage.modules.items():
@@ -250,7 +255,7 @@ class Trainer:
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                     metrics = self._evaluate(logger)
                 if (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps) and nonfinite == 0:
-                    self.save("last")
+                    self.save("last", collective=True)
                 if self._stop_signal is not None:
                     self.save("last")
                     name = signal.Signals(self._stop_signal).name
