@@ -53,7 +53,9 @@ def base_config(args: argparse.Namespace, seed: int) -> Config:
     return load_config(
         args.preset,
         [
-            f"data.train=[{d / '300w/helen/trainset'},{d / 'ytf68/train'}]",
+            # Helen train is drawn 3x as often as the YTF68 frames, whose "HR" faces are blurry video frames
+            f"data.train=[{d / '300w/helen/trainset'},{d / '300w/helen/trainset'},{d / '300w/helen/trainset'},"
+            f"{d / 'ytf68/train'}]",
             f"data.val=[{d / 'ytf68/test'}]",
             "data.val_limit=200",
             f"train.seed={seed}",
@@ -219,7 +221,9 @@ def main() -> None:
     t_train = time.time() - t_start
     cfg = base_config(args, args.seeds[0])
     test = load_eval_faces([str(test_dir)], cfg.model.face_size, cfg.data.margin)
-    train = load_sources(cfg.data.train, cfg.model.face_size, cfg.data.margin, 1.0, cache_dir=cfg.data.cache_dir)
+    train = load_sources(
+        sorted(set(cfg.data.train)), cfg.model.face_size, cfg.data.margin, 1.0, cache_dir=cfg.data.cache_dir
+    )
     results: dict[str, dict[int, dict[str, list[float]]]] = {}
     curves: dict[str, np.ndarray] = {}
     for seed, ckpts in all_ckpts.items():
@@ -304,9 +308,9 @@ def main() -> None:
         f"({args.steps * cfg.train.batch_size} face samples); the last J = {args.joint} are the continuation "
         f"(SHN/FHS/DHLN, supervised at lr {cfg.sht.dhln_lr:g}) or SHT's joint/weak stages (same lr); FPTN "
         f"pre-trained {args.fptn_steps} steps on true heatmaps. Seeds {args.seeds}: mean ± std over seeds. "
-        f"Labeled training data: Helen train + YTF68 train ({len(train)} faces), LR sizes {cfg.data.lr_sizes} "
-        f"mixed; unlabeled: {args.unlabeled_limit} All-Age-Faces crops (SHT-i), 13 talking-head videos x "
-        f"{cfg.sht.weak.frames_per_video} frames (SHT-v), crops located by Haar + the model's own landmarks. "
+        f"Labeled training data: Helen train (sampled 3x) + YTF68 train ({len(train)} distinct faces), LR sizes "
+        f"{cfg.data.lr_sizes} mixed; unlabeled: {args.unlabeled_limit} All-Age-Faces crops (SHT-i), 13 talking-head "
+        f"videos x {cfg.sht.weak.frames_per_video} frames (SHT-v), crops located by Haar + the model's own landmarks. "
         f"Test: Helen test ({len(test)} faces).",
         "",
         f"Machine: {platform.machine()} CPU, {torch.get_num_threads()} threads ({args.device}); whole job "

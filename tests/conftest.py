@@ -31,7 +31,6 @@ TINY = [
     "model.sr_channels=8",
     "model.sr_blocks=1",
     "model.face_size=32",
-    "model.fusion_kernel=1",
     "heatmap.sigma=1.0",
     "data.lr_sizes=[8,16]",
     "data.cache_dir=",

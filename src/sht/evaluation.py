@@ -44,7 +44,7 @@ class SizeResult:
         return out
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict(
     model: DHLN,
     inputs: torch.Tensor,

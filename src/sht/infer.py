@@ -52,7 +52,7 @@ class Predictor:
         source: str = "",
     ) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.codec = codec
         self.config = config
         self.source = source
@@ -87,14 +87,15 @@ class Predictor:
         base = torch.cat([degradation.to_input(t, self.face_size) for t in lrs])
         return inputs, base
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(self, images: Sequence[Image.Image], batch_size: int = 64) -> list[Prediction]:
         """Landmarks in each image's own pixel coordinates and the hallucinated face (``face_size`` px)."""
         out: list[Prediction] = []
         for i in range(0, len(images), batch_size):
             chunk = images[i : i + batch_size]
             inputs, base = self.prepare(chunk)
-            res = self.model(inputs.to(self.device), base.to(self.device))
+            inputs = inputs.to(self.device).contiguous(memory_format=torch.channels_last)
+            res = self.model(inputs, base.to(self.device))
             pts = scores = None
             if res.heatmaps:
                 p, s = self.codec.decode(res.final_heatmaps.float())

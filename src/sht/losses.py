@@ -122,9 +122,13 @@ def generator_adversarial(fake: list[torch.Tensor]) -> torch.Tensor:
     return sum((_bce(f, True) for f in fake), torch.zeros(()))
 
 
-def perceptual_l1(vgg: torch.nn.Module, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def perceptual_l1(vgg: torch.nn.Module, generated: torch.Tensor, target: torch.Tensor, size: int = 0) -> torch.Tensor:
     """Eq. 8: ``||phi(I_ger) - phi(I_tar)||_1`` with ``phi`` = VGG-19 conv1_2, measured in units of the [0, 1]
-    image scale (Caffe-convention features / 255), mean over elements; no gradient into the target."""
+    image scale (Caffe-convention features / 255), mean over elements; no gradient into the target. ``size`` > 0
+    first resizes both faces (bilinear, antialiased) to ``size`` pixels."""
+    if size and size < generated.shape[-1]:
+        generated = F.interpolate(generated, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        target = F.interpolate(target, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     with torch.no_grad():
         ft = vgg(target.float())
     return (vgg(generated.float()) - ft).abs().mean() / 255.0
@@ -145,7 +149,7 @@ def pose_transfer_loss(
     if cfg.lambda_perceptual > 0:
         if vgg is None:
             raise ValueError("sht.lambda_perceptual > 0 needs the VGG-19 conv1_2 extractor (fptn.vgg_weights)")
-        per = perceptual_l1(vgg, generated, target)
+        per = perceptual_l1(vgg, generated, target, cfg.perceptual_size)
         total = total + cfg.lambda_perceptual * per
         parts["perceptual"] = per.detach()
     parts["total"] = total.detach()

@@ -106,7 +106,7 @@ def dhln_metrics(
     if val is None:
         return {}
     out: dict[str, float] = {}
-    for s, r in evaluate_model(model, val, codec, lr_sizes, device=device).items():
+    for s, r in evaluate_model(model, val, codec, sorted(set(lr_sizes)), device=device).items():
         out.update({f"val/{k}@{s}": v for k, v in r.summary().items() if k != "n"})
     for key in ("nme", "psnr", "ssim"):
         vals = [v for k, v in out.items() if k.startswith(f"val/{key}@")]

@@ -1,0 +1,486 @@
+"""Speed and size: parameters, FLOPs, latency, throughput, training steps, memory, data pipeline, cost growth.
+
+Every timing is the median of repeated runs after warm-up on an otherwise idle machine; optimisations are listed as
+measured before/after pairs. CPU always; CUDA rows (bf16 autocast, paper preset at batch 1 vs the paper's 80 FPS)
+when a GPU is present. Rewrites the ``speed-<device>`` block of benchmarks/RESULTS.md and
+benchmarks/figures/speed_growth_<device>.png.
+
+    python benchmarks/speed.py                 # CPU, a few minutes
+    python benchmarks/speed.py --device cuda   # on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+
+from sht.config import load_config
+from sht.data.dataset import BatchBuilder, crop_samples, load_source, step_generator
+from sht.data.formats import scan_pts_folder
+from sht.data.heatmaps import HeatmapCodec
+from sht.data.transforms import canonical_crop, image_to_tensor
+from sht.models import DHLN, FPTN, AppearanceDiscriminator, ShapeDiscriminator, count_parameters
+from sht.report import markdown_table
+
+HERE = Path(__file__).resolve().parent
+
+
+def median_time(fn, device: torch.device, warmup: int = 3, repeat: int = 10, budget: float = 20.0) -> float:
+    """Median seconds of ``fn()`` (synchronising CUDA), stopping early once ``budget`` seconds are spent."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < repeat and (len(times) < 3 or time.perf_counter() - start < budget):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def model_for(preset: str, streams: str, device: torch.device, channels_last: bool = True, **over) -> DHLN:
+    cfg = load_config(preset, [f"model.streams={streams}", *[f"model.{k}={v}" for k, v in over.items()]])
+    m = DHLN(cfg.model).to(device).eval()
+    return m.to(memory_format=torch.channels_last) if channels_last else m
+
+
+def inputs_for(m: DHLN, batch: int, device: torch.device, channels_last: bool = True):
+    x = torch.rand(batch, 3, m.cfg.input_size, m.cfg.input_size, device=device)
+    base = torch.rand(batch, 3, m.cfg.face_size, m.cfg.face_size, device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, base
+
+
+def gflops(module: torch.nn.Module, *args) -> float:
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        module(*args)
+    return fc.get_total_flops() / 1e9
+
+
+def matmul_peak(device: torch.device, dtype=torch.float32) -> float:
+    """Measured GFLOP/s of a large matrix product (the machine's practical peak for dense work)."""
+    n = 2048 if device.type == "cpu" else 8192
+    a, b = torch.rand(n, n, device=device, dtype=dtype), torch.rand(n, n, device=device, dtype=dtype)
+    t = median_time(lambda: a @ b, device, warmup=2, repeat=5)
+    return 2 * n**3 / t / 1e9
+
+
+def infer_fn(m: DHLN, x, base, device: torch.device, amp: bool = False, mode: str = "inference"):
+    def run():
+        ctx = torch.inference_mode() if mode == "inference" else torch.no_grad()
+        with ctx:
+            if amp and device.type == "cuda":
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    m(x, base)
+            else:
+                m(x, base)
+
+    return run
+
+
+def peak_rss_mb(code: str) -> float:
+    """Peak resident memory (MB) of a fresh Python process running ``code`` minus that of the imports alone."""
+    pre = "import resource, torch, sht.models, sht.config\n"
+    probe = "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    base = int(subprocess.run([sys.executable, "-c", pre + probe], capture_output=True, text=True).stdout)
+    out = subprocess.run([sys.executable, "-c", pre + code + "\n" + probe], capture_output=True, text=True)
+    return (int(out.stdout.split()[-1]) - base) / 1024
+
+
+def section_sizes(presets: list[str], device: torch.device) -> tuple[str, dict]:
+    rows, doc = [], {}
+    for p in presets:
+        for s in ("shn", "fhs", "dhln"):
+            m = model_for(p, s, device)
+            x, base = inputs_for(m, 1, device)
+            g = gflops(m, x, base)
+            rows.append([p, s.upper(), f"{count_parameters(m) / 1e6:.2f}M", f"{g:.2f}"])
+            doc[f"{p}/{s}"] = {"params": count_parameters(m), "gflops": g}
+        cfg = load_config(p)
+        f = cfg.model.face_size
+        g_parts = [
+            FPTN(cfg.fptn, 68, f),
+            AppearanceDiscriminator.from_config(cfg.fptn),
+            ShapeDiscriminator.from_config(cfg.fptn, 68),
+        ]
+        img, hm = torch.rand(1, 3, f, f), torch.rand(1, 68, cfg.model.input_size, cfg.model.input_size)
+        fl = [gflops(g_parts[0], img, hm, hm), gflops(g_parts[1], img, img), gflops(g_parts[2], hm, img)]
+        rows.append(
+            [
+                p,
+                "FPTN / D_A / D_S (training only)",
+                " / ".join(f"{count_parameters(x) / 1e6:.2f}M" for x in g_parts),
+                " / ".join(f"{v:.2f}" for v in fl),
+            ]
+        )
+    return markdown_table(["preset", "network", "parameters", "GFLOPs / image (forward)"], rows), doc
+
+
+def section_inference(presets: list[str], device: torch.device, batches: dict[str, list[int]]) -> tuple[str, dict]:
+    rows, doc = [], {}
+    for p in presets:
+        lat = {}
+        for s in ("shn", "fhs", "dhln"):
+            m = model_for(p, s, device)
+            x1, b1 = inputs_for(m, 1, device)
+            t1 = median_time(infer_fn(m, x1, b1, device, amp=device.type == "cuda"), device)
+            lat[s] = t1
+            cells = [p, s.upper(), f"{t1 * 1e3:.1f}", f"{1 / t1:.0f}"]
+            for b in batches[p]:
+                xb, bb = inputs_for(m, b, device)
+                tb = median_time(infer_fn(m, xb, bb, device, amp=device.type == "cuda"), device, repeat=5)
+                cells.append(f"{b / tb:.0f}")
+                doc[f"{p}/{s}/b{b}"] = b / tb
+            cells += ["-"] * (2 - len(batches[p]))
+            doc[f"{p}/{s}/latency_ms"] = t1 * 1e3
+            rows.append(cells)
+        rows.append([p, "**DHLN / SHN latency**", f"{lat['dhln'] / lat['shn']:.2f}x", "", "", ""])
+        doc[f"{p}/ratio"] = lat["dhln"] / lat["shn"]
+    head = ["preset", "network", "batch-1 latency (ms)", "batch-1 FPS", "images/s (batch A)", "images/s (batch B)"]
+    return markdown_table(head, rows), doc
+
+
+def section_training(device: torch.device, vgg: str, presets: list[str]) -> tuple[str, dict]:
+    from sht.train import FPTNStage, JointStage, SupervisedStage
+
+    rows, doc = [], {}
+    for p in presets:
+        cfg = load_config(p, [f"fptn.vgg_weights={vgg}", f"train.device={device.type}"])
+        faces = load_source("synthetic:64:1", cfg.model.face_size, cfg.data.margin, cfg.data.context)
+        for name, stage in (
+            ("DHLN step (Eq. 4)", SupervisedStage(cfg, device, train_faces=faces)),
+            ("FPTN step (Eq. 5-8)", FPTNStage(cfg, device, train_faces=faces)),
+            ("SHT step (DHLN + FPTN + D_A + D_S, Eq. 9)", JointStage(cfg, device, train_faces=faces)),
+        ):
+            step = [0]
+
+            def run(stage=stage, step=step):
+                stage.train_step(step[0])
+                step[0] += 1
+
+            t = median_time(run, device, warmup=2, repeat=5, budget=60)
+            ips = cfg.train.batch_size / t
+            rows.append([p, name, f"{t:.3f}", f"{ips:.1f}"])
+            doc[f"{p}/{name}"] = ips
+    return markdown_table(["preset", "step (batch 16)", "seconds / step", "images / s"], rows), doc
+
+
+def section_pipeline(data: Path | None) -> tuple[str, dict]:
+    """Data pipeline rates, with the per-sample reference implementation as the 'before'."""
+    src = data / "300w" / "helen" / "trainset" if data is not None else None
+    if src is not None and src.is_dir():
+        samples = scan_pts_folder(src).samples[:200]
+        label = "Helen train"
+    else:
+        from sht.data.synthetic import write_folder
+
+        tmp = Path("/tmp/sht-speed-faces")
+        write_folder(tmp, 200, seed=3)
+        samples = scan_pts_folder(tmp).samples
+        label = "generated faces"
+    t = time.perf_counter()
+    faces = crop_samples(samples, 128, 1.3, 1.5)
+    crop_rate = len(samples) / (time.perf_counter() - t)
+    cfg = load_config("small")
+    codec = HeatmapCodec.from_config(cfg)
+    builder = BatchBuilder(faces, 32, codec, cfg.data.lr_sizes, cfg.data.augment)
+    step = [0]
+
+    def batched():
+        builder.build(torch.arange(16) % len(faces), step_generator(0, step[0]))
+        step[0] += 1
+
+    tb = median_time(batched, torch.device("cpu"), repeat=20)
+    rng = np.random.default_rng(0)
+
+    def per_sample():  # the classic pipeline: PIL decode, crop, augment, degrade and encode one sample at a time
+        for s in samples[:16]:
+            img = Image.open(s.image).convert("RGB").rotate(float(rng.uniform(-20, 20)), Image.BICUBIC)
+            crop, pts, _ = canonical_crop(img, s.points, 128, 1.3)
+            lr = crop.resize((16, 16), Image.BICUBIC).resize((32, 32), Image.BICUBIC)
+            image_to_tensor(lr)
+            hm = np.zeros((68, 32, 32), np.float32)
+            ys, xs = np.mgrid[0:32, 0:32] + 0.5
+            for k, (x, y) in enumerate(pts / 4):
+                hm[k] = np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 1.5**2))
+
+    tp = median_time(per_sample, torch.device("cpu"), repeat=5)
+    doc = {"crop_cache_images_per_s": crop_rate, "batched_samples_per_s": 16 / tb, "per_sample_samples_per_s": 16 / tp}
+    rows = [
+        ["decode + canonical crop (once, cached)", f"{crop_rate:.0f} images/s", label],
+        [
+            "per-sample PIL pipeline (decode, rotate, crop, degrade, per-landmark heatmaps) -- before",
+            f"{16 / tp:.0f} samples/s",
+            "reference",
+        ],
+        [
+            "cached crops + whole-batch tensor warp, colour, degrade, heatmaps (the trainer's) -- after",
+            f"{16 / tb:.0f} samples/s",
+            f"{tp / tb:.1f}x faster",
+        ],
+    ]
+    return markdown_table(["data pipeline (1 process, as in training)", "rate", "note"], rows), doc
+
+
+def section_optimisations(device: torch.device) -> tuple[str, dict]:
+    """Before/after pairs on the small preset (and torch.compile), outputs compared."""
+    rows, doc = [], {}
+    ref = model_for("small", "dhln", device, channels_last=False)
+    cl = model_for("small", "dhln", device)
+    cl.load_state_dict(ref.state_dict())
+    for b in (1, 32):
+        x, base = inputs_for(ref, b, device, channels_last=False)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        t_ref = median_time(infer_fn(ref, x, base, device, mode="no_grad"), device)
+        t_inf = median_time(infer_fn(ref, x, base, device), device)
+        t_cl = median_time(infer_fn(cl, xc, base, device), device)
+        with torch.inference_mode():
+            d = (ref(x, base).face - cl(xc, base).face).abs().max().item()
+        rows.append(
+            [f"no_grad -> inference_mode (batch {b})", f"{t_ref * 1e3:.1f} ms", f"{t_inf * 1e3:.1f} ms", "identical"]
+        )
+        rows.append(
+            [f"+ channels_last (batch {b})", f"{t_inf * 1e3:.1f} ms", f"{t_cl * 1e3:.1f} ms", f"max |diff| {d:.1e}"]
+        )
+        doc[f"channels_last_b{b}"] = (t_inf, t_cl)
+    try:
+        t0 = time.perf_counter()
+        comp = torch.compile(cl)
+        x, base = inputs_for(cl, 32, device)
+        with torch.inference_mode():
+            comp(x, base)
+        compile_s = time.perf_counter() - t0
+        for b in (1, 32):
+            x, base = inputs_for(cl, b, device)
+            t_e = median_time(infer_fn(cl, x, base, device), device)
+            t_c = median_time(infer_fn(comp, x, base, device), device)
+            with torch.inference_mode():
+                d = (cl(x, base).face - comp(x, base).face).abs().max().item()
+            rows.append(
+                [
+                    f"+ torch.compile (batch {b}; compile {compile_s:.0f} s)",
+                    f"{t_e * 1e3:.1f} ms",
+                    f"{t_c * 1e3:.1f} ms",
+                    f"max |diff| {d:.1e}",
+                ]
+            )
+            doc[f"compile_b{b}"] = (t_e, t_c)
+    except Exception as exc:  # noqa: BLE001 - report and go on
+        rows.append(["torch.compile", "-", "-", f"unavailable: {type(exc).__name__}"])
+    codec = HeatmapCodec(128, 32, 1.5)
+    pts = torch.rand(16, 68, 2) * 100 + 14
+
+    def loop_encode():
+        out = torch.zeros(16, 68, 32, 32)
+        g = torch.arange(32) + 0.5
+        for i in range(16):
+            for k in range(68):
+                x, y = pts[i, k] / 4
+                out[i, k] = torch.exp(-((g[None] - x) ** 2 + (g[:, None] - y) ** 2) / (2 * 1.5**2))
+        return out
+
+    t_loop = median_time(loop_encode, torch.device("cpu"))
+    t_vec = median_time(lambda: codec.encode(pts), torch.device("cpu"))
+    d = (loop_encode() - codec.encode(pts)).abs().max().item()
+    rows.append(
+        [
+            "heatmap encoding, per-landmark loop -> separable batched Gaussians (16 x 68)",
+            f"{t_loop * 1e3:.2f} ms",
+            f"{t_vec * 1e3:.2f} ms",
+            f"max |diff| {d:.1e}",
+        ]
+    )
+    doc["heatmap_encode"] = (t_loop, t_vec)
+    if device.type == "cuda":
+        m = model_for("paper", "dhln", device)
+        x, base = inputs_for(m, 1, device)
+        t32 = median_time(infer_fn(m, x, base, device), device)
+        t16 = median_time(infer_fn(m, x, base, device, amp=True), device)
+        rows.append(
+            [
+                "paper DHLN fp32 -> bf16 autocast (batch 1)",
+                f"{t32 * 1e3:.2f} ms",
+                f"{t16 * 1e3:.2f} ms",
+                "see test_speed.py tolerance",
+            ]
+        )
+    return markdown_table(["optimisation", "before", "after", "outputs"], rows), doc
+
+
+def section_growth(device: torch.device, fig: Path) -> tuple[str, dict]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series: dict[str, list[tuple[float, float, float]]] = {"input size": [], "stacks": [], "batch": []}
+    for s in (16, 32, 64, 128):
+        m = model_for("small", "dhln", device, input_size=s, face_size=4 * s)
+        x, base = inputs_for(m, 8, device)
+        t = median_time(infer_fn(m, x, base, device), device, repeat=5)
+        mem = (
+            peak_rss_mb(
+                "from sht.config import load_config; from sht.models import DHLN\n"
+                f"m = DHLN(load_config('small', ['model.input_size={s}', 'model.face_size={4 * s}']).model).eval()\n"
+                f"with torch.inference_mode(): m(torch.rand(8, 3, {s}, {s}), torch.rand(8, 3, {4 * s}, {4 * s}))"
+            )
+            if device.type == "cpu"
+            else float("nan")
+        )
+        series["input size"].append((s, t * 1e3, mem))
+    for n in (1, 2, 4):
+        m = model_for("small", "dhln", device, num_stacks=n)
+        x, base = inputs_for(m, 8, device)
+        series["stacks"].append((n, median_time(infer_fn(m, x, base, device), device, repeat=5) * 1e3, float("nan")))
+    m = model_for("small", "dhln", device)
+    for b in (1, 8, 32, 128):
+        x, base = inputs_for(m, b, device)
+        series["batch"].append((b, median_time(infer_fn(m, x, base, device), device, repeat=5) * 1e3, float("nan")))
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for ax, (name, pts) in zip(axes, series.items(), strict=True):
+        xs, ts, mems = zip(*pts, strict=True)
+        ax.plot(xs, ts, "o-", label="time (ms, batch 8)" if name != "batch" else "time (ms)")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel(name + (" (face = 4x input)" if name == "input size" else ""))
+        ax.grid(alpha=0.3)
+        if not all(np.isnan(mems)):
+            ax2 = ax.twinx()
+            ax2.plot(xs, mems, "s--", color="tab:red", label="peak memory (MB)")
+            ax2.set_ylabel("MB", color="tab:red")
+        ax.legend(fontsize=7, loc="upper left")
+    figure.suptitle(f"DHLN (small preset) inference cost growth, {device.type}")
+    figure.tight_layout()
+    fig.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(fig, dpi=110)
+    rows = [
+        [k, ", ".join(f"{x:g}: {t:.1f} ms" + (f" / {mem:.0f} MB" if not np.isnan(mem) else "") for x, t, mem in v)]
+        for k, v in series.items()
+    ]
+    return markdown_table(["growing", "time (and peak memory) -- DHLN small preset, inference, batch 8"], rows), series
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
+    ap.add_argument("--results", default=str(HERE / "RESULTS.md"))
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    data = Path(args.data)
+    vgg = data / "vgg19" / "vgg19_block1_caffe_bgr.npz"
+    if not vgg.exists():  # generated weights keep the timing meaningful without the real file
+        from sht.models import VGG19Conv12
+
+        rng = np.random.default_rng(0)
+        vgg = Path("/tmp/sht-speed-vgg.npz")
+        VGG19Conv12.from_arrays(
+            rng.normal(0, 0.05, (64, 3, 3, 3)).astype(np.float32),
+            np.zeros(64, np.float32),
+            rng.normal(0, 0.02, (64, 64, 3, 3)).astype(np.float32),
+            np.zeros(64, np.float32),
+        ).save_npz(vgg)
+    cpu = device.type == "cpu"
+    presets = ["small", "paper", "paper-m"]
+    t0 = time.time()
+    peak = matmul_peak(device)
+    sizes, d_sizes = section_sizes(presets, device)
+    batches = {"small": [32, 128], "paper": [8] if cpu else [32, 128], "paper-m": [8] if cpu else [32, 128]}
+    infer, d_inf = section_inference(presets, device, batches)
+    train, d_train = section_training(device, str(vgg), ["small"] if cpu else ["small", "paper"])
+    pipe, d_pipe = section_pipeline(data if data.is_dir() else None)
+    opt, d_opt = section_optimisations(device)
+    growth, d_growth = section_growth(device, HERE / "figures" / f"speed_growth_{device.type}.png")
+    gf = d_sizes["paper/dhln"]["gflops"]
+    b = batches["paper"][-1]
+    achieved = gf * d_inf[f"paper/dhln/b{b}"]
+    name = platform.processor() or platform.machine()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name()
+    lines = [
+        f"Device: {name} ({device.type}, {torch.get_num_threads()} CPU threads), PyTorch {torch.__version__}; "
+        f"measured fp32 matmul peak {peak:.0f} GFLOP/s. Medians of repeated runs after warm-up; "
+        f"the whole measurement took {(time.time() - t0) / 60:.0f} min.",
+        "",
+        "**Size** (FLOPs counted with `torch.utils.flop_counter`; one multiply-add = 2 FLOPs)",
+        "",
+        sizes,
+        "",
+        f"**Inference** ({'bf16 autocast, ' if device.type == 'cuda' else ''}inference mode, channels-last; batch A/B "
+        f"= {batches['small']} for small, {batches['paper']} for the paper presets"
+        f"{' (CPU: the paper presets are GPU presets)' if cpu else ''})",
+        "",
+        infer,
+        "",
+        f"Achieved: paper-preset DHLN at batch {b} does {gf:.1f} GFLOPs x {d_inf[f'paper/dhln/b{b}']:.1f} images/s = "
+        f"**{achieved:.0f} GFLOP/s = {100 * achieved / peak:.0f}% of the measured matmul peak**.",
+        "",
+        "**Training steps** (batch 16 = 8 pairs for the SHT steps)",
+        "",
+        train,
+        "",
+        "**Data pipeline** (the trainer builds batches in its own process from cached crops)",
+        "",
+        pipe,
+        "",
+        "**Optimisations, before -> after** (small preset unless stated; outputs compared)",
+        "",
+        opt,
+        "",
+        "**Cost growth**",
+        "",
+        growth,
+        "",
+        f"![cost growth](figures/speed_growth_{device.type}.png)",
+        "",
+        f"Regenerate: `python benchmarks/speed.py --device {device.type}`",
+    ]
+    block = "\n".join(lines)
+    res = Path(args.results)
+    text = res.read_text() if res.exists() else "# Benchmark results\n"
+    tag = f"speed-{device.type}"
+    new = f"<!-- {tag}:begin -->\n{block}\n<!-- {tag}:end -->"
+    pattern = re.compile(rf"<!-- {tag}:begin -->.*?<!-- {tag}:end -->", re.S)
+    text = pattern.sub(lambda _m: new, text) if pattern.search(text) else text.rstrip() + "\n\n" + new + "\n"
+    res.write_text(text)
+    (HERE / "runs").mkdir(exist_ok=True)
+    (HERE / "runs" / f"speed_{device.type}.json").write_text(
+        json.dumps(
+            {
+                "peak_gflops": peak,
+                "sizes": d_sizes,
+                "inference": d_inf,
+                "training": d_train,
+                "pipeline": d_pipe,
+                "optimisations": d_opt,
+                "growth": d_growth,
+            },
+            indent=1,
+            default=str,
+        )
+    )
+    print(block)
+
+
+if __name__ == "__main__":
+    main()
