@@ -22,7 +22,6 @@ import argparse
 import copy
 import json
 import platform
-import re
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results_block import update_block
 
 from sht.config import Config, load_config
 from sht.data.dataset import BatchBuilder, load_sources, mean_shape
@@ -337,13 +337,7 @@ def main() -> None:
         lines += ["", f"![transfer](figures/lowres_{args.preset}_transfer.png)"]
     lines += ["", f"Regenerate: `{cmd}`"]
     block = "\n".join(lines)
-    res_path = Path(args.results)
-    text = res_path.read_text() if res_path.exists() else "# Benchmark results\n"
-    tag = f"lowres-{args.preset}"
-    new = f"<!-- {tag}:begin -->\n{block}\n<!-- {tag}:end -->"
-    pattern = re.compile(rf"<!-- {tag}:begin -->.*?<!-- {tag}:end -->", re.S)
-    text = pattern.sub(lambda _m: new, text) if pattern.search(text) else text.rstrip() + "\n\n" + new + "\n"
-    res_path.write_text(text)
+    update_block(args.results, f"lowres-{args.preset}", block)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "results.json").write_text(json.dumps({"results": results, "score_detect": cross}, indent=1))
     print(block)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from results_block import update_block
 from torch.utils.flop_counter import FlopCounterMode
 
 from sht.config import load_config
@@ -456,13 +456,7 @@ def main() -> None:
         f"Regenerate: `python benchmarks/speed.py --device {device.type}`",
     ]
     block = "\n".join(lines)
-    res = Path(args.results)
-    text = res.read_text() if res.exists() else "# Benchmark results\n"
-    tag = f"speed-{device.type}"
-    new = f"<!-- {tag}:begin -->\n{block}\n<!-- {tag}:end -->"
-    pattern = re.compile(rf"<!-- {tag}:begin -->.*?<!-- {tag}:end -->", re.S)
-    text = pattern.sub(lambda _m: new, text) if pattern.search(text) else text.rstrip() + "\n\n" + new + "\n"
-    res.write_text(text)
+    update_block(args.results, f"speed-{device.type}", block)
     (HERE / "runs").mkdir(exist_ok=True)
     (HERE / "runs" / f"speed_{device.type}.json").write_text(
         json.dumps(
