@@ -361,17 +361,6 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return build_config(data)
 
 
-def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """Rebuild a :class:`ModelConfig` (validated) from a plain dict."""
-    try:
-        conf = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.create(data))
-        obj = OmegaConf.to_object(conf)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(_short(exc)) from None
-    assert isinstance(obj, ModelConfig)
-    return obj
-
-
 def dump_yaml(cfg: Any) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 

@@ -178,7 +178,7 @@ def showcase(out_dir: str | Path, weights: str | Path | None = None, faces: int 
     for s in LR_SIZES:
         rows = []
         for _name, img, pts in subjects:
-            hr_img, hr_pts, _ = canonical_crop(img, pts, 128, det.config.data.margin)
+            hr_img, _, _ = canonical_crop(img, pts, 128, det.config.data.margin)
             hr = degradation.quantize(image_to_tensor(hr_img)[None].float() / 255)
             lr = tensor_to_image(degradation.downsample(hr, s)[0])
             pred = det.predictor.predict([lr])[0]

@@ -74,7 +74,6 @@ class HaarFaceDetector:
             raise RuntimeError("the Haar face detector needs opencv-python-headless (pip install sht)") from exc
         if not hasattr(cv2, "CascadeClassifier"):
             raise RuntimeError("this OpenCV build has no Haar cascades (OpenCV 5 removed them); install opencv<5")
-        self._cv2 = cv2
         self._cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
         if self._cascade.empty():
             raise RuntimeError("OpenCV's haarcascade_frontalface_default.xml could not be loaded")

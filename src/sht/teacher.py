@@ -42,7 +42,6 @@ class DlibTeacher:
             import dlib
         except ImportError:
             raise DataError("the dlib teacher needs dlib: pip install 'sht[dlib]'") from None
-        self._dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(dlib_model_path()))
         self.upsample = upsample

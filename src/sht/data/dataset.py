@@ -409,27 +409,6 @@ class Batch:
         fields = (self.input, self.base, self.hr, self.points, self.heatmaps, self.lr_size, self.visible)
         return Batch(*(None if t is None else t.to(device, non_blocking=True) for t in fields))
 
-    @staticmethod
-    def cat(batches: Sequence[Batch]) -> Batch:
-        """Concatenate batches (landmarks only if every batch has them)."""
-        labeled = all(b.labeled for b in batches)
-        return Batch(
-            torch.cat([b.input for b in batches]),
-            torch.cat([b.base for b in batches]),
-            torch.cat([b.hr for b in batches]),
-            torch.cat([b.points for b in batches]) if labeled else None,  # type: ignore[misc]
-            torch.cat([b.heatmaps for b in batches]) if labeled else None,  # type: ignore[misc]
-            torch.cat([b.lr_size for b in batches]),
-            torch.cat(
-                [
-                    b.visible if b.visible is not None else torch.ones(b.points.shape[:2], dtype=torch.bool)
-                    for b in batches
-                ]
-            )
-            if labeled and any(b.visible is not None for b in batches)
-            else None,
-        )
-
 
 class BatchBuilder:
     """Turns face-set indices into :class:`Batch` es (augmented for training, canonical for evaluation)."""

@@ -284,12 +284,6 @@ def scan_pts_folder(
     return ScanReport(samples, problems)
 
 
-def landmark_box(points: np.ndarray) -> tuple[float, float, float, float]:
-    """``(x0, y0, x1, y1)`` of the points."""
-    lo, hi = points.min(0), points.max(0)
-    return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
-
-
 def mirror_points(points: np.ndarray, width: float, scheme: LandmarkScheme) -> np.ndarray:
     """Landmarks of the horizontally flipped image: ``x -> W - x`` and the scheme's point permutation."""
     out = np.asarray(points, dtype=np.float64).copy()
