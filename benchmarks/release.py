@@ -1,6 +1,6 @@
 """Train, export and document the release weights in one command:
 
-    python benchmarks/release.py [--config configs/release/small.yaml] [--out runs/release] [--stage 4]
+    python benchmarks/release.py [--config configs/release/small.yaml] [--out runs/release] [--stage 4] [--override k=v]
 
 Runs the SHT recipe (resumable), exports the chosen stage's DHLN as fp16 to src/sht/weights/sht-small.safetensors
 with its provenance, and regenerates MODEL_CARD.md (benchmarks/model_card.py).
@@ -30,8 +30,9 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "configs" / "release" / "small.yaml"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "release"))
     ap.add_argument("--stage", type=int, default=4, choices=[1, 3, 4], help="the stage whose DHLN is released")
+    ap.add_argument("--override", nargs="*", default=[], help="extra key=value config overrides (e.g. train.threads=1)")
     args = ap.parse_args()
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.override)
     stages = [s for s in (1, 2, 3, 4) if s <= args.stage]
     runs = run_recipe(cfg, args.out, stages=stages)
     ckpt = runs[args.stage] / "checkpoints" / "last.safetensors"
