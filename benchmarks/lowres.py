@@ -194,6 +194,27 @@ def transfer_figure(ckpt: Path, cfg: Config, test, path: Path) -> None:
     face_grid(rows, ["condition LR", "condition SR", "condition HR", "target HR", "transferred"], path)
 
 
+def paper_ordering(results: dict) -> str:
+    """Whether the paper's ordering at 16 px holds on the seed means: NME SHN > DHLN > SHT > SHT-i and
+    PSNR FHS < DHLN < SHT."""
+    out = []
+    for key, chain, sign, unit in (
+        ("nme", ["shn", "dhln", "sht", "sht-i"], ">", "%"),
+        ("psnr", ["fhs", "dhln", "sht"], "<", " dB"),
+    ):
+        have = [m for m in chain if m in results and key in results[m][16]]
+        if len(have) < 2:
+            continue
+        means = {m: float(np.mean(results[m][16][key])) for m in have}
+        links = []
+        for a, b in zip(have, have[1:], strict=False):
+            holds = means[a] > means[b] if sign == ">" else means[a] < means[b]
+            rel = sign if holds else f"**not {sign}**"
+            links.append(f"{NAMES[a]} {means[a]:.2f}{unit} {rel} {NAMES[b]} {means[b]:.2f}{unit}")
+        out.append(f"{key.upper()} at 16 px (mean over seeds): " + "; ".join(links))
+    return "Paper ordering check. " + ". ".join(out) + "."
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
@@ -293,6 +314,7 @@ def main() -> None:
     if args.override:
         cmd += " --override " + " ".join(args.override)
     first_dir = Path(args.out) / f"s{args.seeds[0]}"
+    ordering = paper_ordering(results)
     timing = {
         "SHN": seconds([first_dir / "shn-1", first_dir / "shn"]),
         "FHS": seconds([first_dir / "fhs-1", first_dir / "fhs"]),
@@ -319,6 +341,8 @@ def main() -> None:
         + ".",
         "",
         table,
+        "",
+        ordering,
         "",
         "Cross-check with the independent scorer (`../shared/tools/score_detect.py ... 16 --faces`, seed "
         f"{args.seeds[0]}): "

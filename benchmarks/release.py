@@ -30,6 +30,12 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "configs" / "release" / "small.yaml"))
     ap.add_argument("--out", default=str(ROOT / "runs" / "release"))
     ap.add_argument("--stage", type=int, default=4, choices=[1, 3, 4], help="the stage whose DHLN is released")
+    ap.add_argument(
+        "--why",
+        default="stage 4 (SHT with unlabeled faces), the full recipe",
+        help="why this stage is released (recorded in the weights and the model card)",
+    )
+    ap.add_argument("--machine-note", default="", help="a remark on the machine (e.g. shared with another job)")
     ap.add_argument("--override", nargs="*", default=[], help="extra key=value config overrides (e.g. train.threads=1)")
     args = ap.parse_args()
     cfg = load_config(args.config, args.override)
@@ -47,10 +53,16 @@ def main() -> None:
         "recipe": "; ".join(f"stage {s}: {names[s]}, {cfg.sht.steps[s - 1]} steps" for s in stages)
         + f" (batch {cfg.train.batch_size}; stages 2-4: {cfg.train.batch_size // 2} pairs)",
         "data": f"labeled: {', '.join(sorted(set(cfg.data.train)))} (Helen train drawn 3x); unlabeled: "
-        f"{', '.join(cfg.sht.weak.images + cfg.sht.weak.videos) or 'none'} (at most {cfg.sht.weak.limit} images)",
+        + (
+            f"{', '.join(cfg.sht.weak.images + cfg.sht.weak.videos) or 'none'} (at most {cfg.sht.weak.limit} images)"
+            if args.stage == 4
+            else "none (stage 4 not released)"
+        ),
+        "choice": args.why,
         "faces": "4,322 (870 Helen + 3,452 YouTube-Faces frames)",
         "command": f"python benchmarks/release.py --config {Path(args.config).relative_to(ROOT)} --stage {args.stage}",
-        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} threads, {seconds / 60:.0f} min of training",
+        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} thread(s), {seconds / 60:.0f} min of training"
+        + (f" ({args.machine_note})" if args.machine_note else ""),
     }
     out = export_weights(ckpt, RELEASE_WEIGHTS, fp16=True, note=json.dumps(note))
     print(f"released {ckpt} -> {out} ({out.stat().st_size / 1e6:.2f} MB)")
