@@ -95,13 +95,20 @@ def infer_fn(m: DHLN, x, base, device: torch.device, amp: bool = False, mode: st
     return run
 
 
-def peak_rss_mb(code: str) -> float:
-    """Peak resident memory (MB) of a fresh Python process running ``code`` minus that of the imports alone."""
-    pre = "import resource, torch, sht.models, sht.config\n"
-    probe = "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-    base = int(subprocess.run([sys.executable, "-c", pre + probe], capture_output=True, text=True).stdout)
-    out = subprocess.run([sys.executable, "-c", pre + code + "\n" + probe], capture_output=True, text=True)
-    return (int(out.stdout.split()[-1]) - base) / 1024
+def peak_rss_mb(setup: str, run: str) -> float:
+    """Peak resident memory (MB) that ``run`` adds in a fresh Python process once ``setup`` has run: the
+    process's peak RSS after ``run`` minus its RSS before it (Linux ``/proc``)."""
+    code = (
+        "import resource, torch, sht.models, sht.config\n"
+        + setup
+        + "\nrss = int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize() // 1024\n"
+        + run
+        + "\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.strip():
+        return float("nan")
+    return max(int(out.stdout.split()[-1]), 0) / 1024
 
 
 def section_sizes(presets: list[str], device: torch.device) -> tuple[str, dict]:
@@ -430,7 +437,8 @@ def section_growth(device: torch.device, fig: Path) -> tuple[str, dict]:
             peak_rss_mb(
                 "from sht.config import load_config; from sht.models import DHLN\n"
                 f"m = DHLN(load_config('small', ['model.input_size={s}', 'model.face_size={4 * s}']).model).eval()\n"
-                f"with torch.inference_mode(): m(torch.rand(8, 3, {s}, {s}), torch.rand(8, 3, {4 * s}, {4 * s}))"
+                f"x, b = torch.rand(8, 3, {s}, {s}), torch.rand(8, 3, {4 * s}, {4 * s})",
+                "with torch.inference_mode(): m(x, b)",
             )
             if device.type == "cpu"
             else float("nan")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,9 @@ class Prediction:
 
 
 class Predictor:
-    """A DHLN (or SHN/FHS) with its heatmap codec, ready for inference on crops."""
+    """A DHLN (or SHN/FHS) with its heatmap codec, ready for inference on crops: inference mode, channels-last,
+    bf16 autocast on CUDA (``amp``, default on there) and optionally ``torch.compile`` (``compile=True``: faster at
+    small batches after a compilation of tens of seconds; see benchmarks/RESULTS.md)."""
 
     def __init__(
         self,
@@ -50,15 +53,21 @@ class Predictor:
         config: Config,
         device: torch.device | str = "cpu",
         source: str = "",
+        amp: bool | None = None,
+        compile: bool = False,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.codec = codec
         self.config = config
         self.source = source
+        self.amp = self.device.type == "cuda" if amp is None else amp
+        if self.amp and self.device.type != "cuda":
+            raise ValueError("amp (bf16 autocast) is for CUDA devices")
+        self.forward = torch.compile(self.model) if compile else self.model
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu") -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu", **kwargs: Any) -> Predictor:
         """Load any sht checkpoint that holds DHLN weights (training or release), checking its config."""
         tensors, doc = read_checkpoint(path)
         if "config" not in doc:
@@ -69,7 +78,7 @@ class Predictor:
             raise CheckpointError(f"{path}: its config does not fit this sht version ({exc})") from None
         model = DHLN(cfg.model)
         load_module(model, tensors, "dhln", str(path))
-        return cls(model.float(), HeatmapCodec.from_config(cfg), cfg, device, str(path))
+        return cls(model.float(), HeatmapCodec.from_config(cfg), cfg, device, str(path), **kwargs)
 
     @property
     def input_size(self) -> int:
@@ -95,7 +104,8 @@ class Predictor:
             chunk = images[i : i + batch_size]
             inputs, base = self.prepare(chunk)
             inputs = inputs.to(self.device).contiguous(memory_format=torch.channels_last)
-            res = self.model(inputs, base.to(self.device))
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
+                res = self.forward(inputs, base.to(self.device))
             pts = scores = None
             if res.heatmaps:
                 p, s = self.codec.decode(res.final_heatmaps.float())
@@ -153,8 +163,11 @@ class Detector:
         device: str | torch.device = "cpu",
         face_detector: str = "haar",
         refine: int = 2,
+        compile: bool = False,
     ) -> None:
-        self.predictor = Predictor.from_checkpoint(weights if weights is not None else release_weights(), device)
+        self.predictor = Predictor.from_checkpoint(
+            weights if weights is not None else release_weights(), device, compile=compile
+        )
         if not self.predictor.config.model.has_landmarks:
             raise CheckpointError(f"{self.predictor.source}: an FHS (face-only) model cannot detect landmarks")
         self.face_detector_name = face_detector
