@@ -355,10 +355,11 @@ def main() -> None:
         "",
         f"![CED 16 px](figures/lowres_{args.preset}_ced_16px.png)",
         "",
-        f"![faces](figures/lowres_{args.preset}_faces.png)",
+        "Figures written by the run but not committed, because they show Helen test faces (no dataset image is\n"
+        f"redistributed here): `figures/lowres_{args.preset}_faces.png` (LR / bicubic / FHS / DHLN / SHT / SHT-i / "
+        "SHT-v / HR, like\nthe paper's Fig. 6) and "
+        f"`figures/lowres_{args.preset}_transfer.png` (condition / target / transferred, like Fig. 7).",
     ]
-    if "sht-i" in first:
-        lines += ["", f"![transfer](figures/lowres_{args.preset}_transfer.png)"]
     lines += ["", f"Regenerate: `{cmd}`"]
     block = "\n".join(lines)
     update_block(args.results, f"lowres-{args.preset}", block)

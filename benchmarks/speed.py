@@ -97,13 +97,13 @@ def infer_fn(m: DHLN, x, base, device: torch.device, amp: bool = False, mode: st
 
 def peak_rss_mb(setup: str, run: str) -> float:
     """Peak resident memory (MB) that ``run`` adds in a fresh Python process once ``setup`` has run: the
-    process's peak RSS after ``run`` minus its RSS before it (Linux ``/proc``)."""
+    process's high-water mark after ``run`` minus its RSS before it (Linux ``/proc/self/status``; unlike
+    ``ru_maxrss``, ``VmHWM`` does not inherit the parent's peak across fork + exec)."""
     code = (
-        "import resource, torch, sht.models, sht.config\n"
-        + setup
-        + "\nrss = int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize() // 1024\n"
-        + run
-        + "\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss)"
+        "import torch, sht.models, sht.config\n"
+        "def kb(key):\n"
+        "    return next(int(v.split()[0]) for k, v in (ln.split(':', 1) for ln in open('/proc/self/status')) "
+        "if k == key)\n" + setup + "\nrss = kb('VmRSS')\n" + run + "\nprint(kb('VmHWM') - rss)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if out.returncode != 0 or not out.stdout.strip():
