@@ -40,7 +40,7 @@ from sht.infer import Predictor
 from sht.models import DHLN, FPTN, count_parameters
 from sht.report import draw_landmarks, face_grid, markdown_table, plot_ced
 from sht.train import SupervisedStage, Trainer, run_recipe, seed_everything, set_threads
-from sht.train.checkpoint import load_checkpoint
+from sht.checkpoint import load_checkpoint
 from sht.train.stages import load_labeled
 
 HERE = Path(__file__).resolve().parent

@@ -46,6 +46,12 @@ from sht.metrics import nme
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+
+def official_counts(ds) -> dict[str, int]:
+    """Counts of the dataset's own splits (without the derived ``fit``, and ``val`` where it is carved)."""
+    derived = ("fit",) if ds.name == "celeba" else ("fit", "val")
+    return {k: v for k, v in ds.counts().items() if k not in derived}
+
 def touch(path: Path, image: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     if image:
@@ -123,7 +129,7 @@ def make_300w(root: Path) -> Path:
 def test_300w_splits_conversion_and_nme(tmp_path):
     ds = load_300w(make_300w(tmp_path / "300W"))
     assert ds.name == "300w" and ds.scheme is IBUG68 and ds.norms == ("inter_ocular", "inter_pupil")
-    assert ds.counts() == {"train": 5, "common": 2, "challenging": 2, "full": 4}
+    assert official_counts(ds) == {"train": 5, "common": 2, "challenging": 2, "full": 4}
     assert ds.problems == []
     s = ds.splits["train"][0]
     assert s.image.name == "image_0001.png" and s.image.parent.parent.name == "lfpw"
@@ -150,7 +156,7 @@ def test_300w_problems(tmp_path):
     write_native_pts(root / "afw" / "lonely.pts", face68())
     (root / "ibug" / "image_003_1.pts").write_text("version: 1\nn_points: 68\n{\n1 x\n}\n")
     ds = load_300w(root)
-    assert ds.counts() == {"train": 5, "common": 2, "challenging": 1, "full": 3}
+    assert official_counts(ds) == {"train": 5, "common": 2, "challenging": 1, "full": 3}
     assert len(ds.problems) == 3
     assert any("bad.pts: expected 68 points, found 2" in p for p in ds.problems)
     assert any("lonely.pts: no image beside it" in p for p in ds.problems)
@@ -216,7 +222,7 @@ def make_wflw(root: Path, extra_test: list[str] | None = None) -> Path:
 def test_wflw_splits_attributes_and_nme(tmp_path):
     ds = load_wflw(make_wflw(tmp_path / "WFLW"))
     assert ds.scheme is WFLW98 and ds.norms == ("inter_ocular",) and ds.problems == []
-    assert ds.counts() == {
+    assert official_counts(ds) == {
         "train": 3,
         "test": 4,
         "pose": 2,
@@ -329,7 +335,7 @@ def test_aflw_protocol_visibility_box_and_nme(tmp_path):
     fields = aflw_mat_fields()
     ds = load_aflw(make_aflw(tmp_path / "AFLW", fields), train_count=3)
     assert ds.scheme is AFLW19 and ds.norms == ("box", "diagonal") and ds.problems == []
-    assert ds.counts() == {"train": 3, "full": 3, "frontal": 2}
+    assert official_counts(ds) == {"train": 3, "full": 3, "frontal": 2}
     assert [s.attributes["face"] for s in ds.splits["train"]] == [3, 0, 5]
     assert [s.attributes["face"] for s in ds.splits["full"]] == [1, 4, 2]
     assert [s.attributes["face"] for s in ds.splits["frontal"]] == [1, 4]  # all 19 points visible
@@ -370,7 +376,7 @@ def test_aflw_problems(tmp_path):
         f"{mat} face 4: bad bbox [50.0, 40.0, 21.0, 121.0] (expected left < right, top < bottom)",
         f"{mat} face 5: image {root / 'flickr' / '2' / 'image00005.jpg'} not found",
     ]
-    assert ds.counts() == {"train": 2, "full": 1, "frontal": 0}
+    assert official_counts(ds) == {"train": 2, "full": 1, "frontal": 0}
     with pytest.raises(DataError, match="face 1: coordinates contain NaN"):
         load_aflw(root, strict=True, train_count=3)
 
@@ -446,7 +452,7 @@ def test_celeba_partition_landmarks_and_nme(tmp_path, form):
     root = make_celeba(tmp_path / "CelebA", form)
     ds = load_celeba(root, landmarks=(root / form) if form == "my_points" else None)
     assert ds.scheme is IBUG68 and ds.norms == ("face_width",)
-    assert ds.counts() == {"train": 2, "val": 1, "test": 2}
+    assert official_counts(ds) == {"train": 2, "val": 1, "test": 2}
     assert len(ds.problems) == 1 and "1 of 6 images in list_eval_partition.txt have no 68-point" in ds.problems[0]
     assert "000003.jpg" in ds.problems[0]
     s = ds.splits["test"][1]
@@ -464,7 +470,7 @@ def test_celeba_google_drive_layout_and_csv_partition(tmp_path):
     text = (root / "list_eval_partition.txt").read_text().replace(" ", ",")
     (root / "list_eval_partition.txt").unlink()
     (root / "Eval" / "list_eval_partition.txt").write_text("image_id,partition\n" + text)
-    assert load_celeba(root).counts() == {"train": 2, "val": 1, "test": 2}
+    assert official_counts(load_celeba(root)) == {"train": 2, "val": 1, "test": 2}
 
 
 def test_celeba_problems(tmp_path):
@@ -489,7 +495,7 @@ def test_celeba_problems(tmp_path):
         f"{csv}: 1 of 6 images in list_eval_partition.txt have no 68-point landmarks and are left out "
         "(first: 000003.jpg)",
     ]
-    assert ds.counts() == {"train": 1, "val": 1, "test": 2}
+    assert official_counts(ds) == {"train": 1, "val": 1, "test": 2}
     with pytest.raises(DataError, match="expected 137 fields"):
         load_celeba(root, strict=True)
 
@@ -580,7 +586,7 @@ def test_300vw_splits_frames_and_nme(tmp_path):
     root = make_300vw(tmp_path / "300VW")
     ds = load_300vw(root)
     assert ds.scheme is IBUG68 and ds.norms == ("inter_ocular",)
-    assert ds.counts() == {"train": 3, "category1": 2, "category2": 1, "category3": 2}
+    assert official_counts(ds) == {"train": 3, "category1": 2, "category2": 1, "category3": 2}
     vid = root / "300VW_Dataset_2015_12_14" / "533"
     assert ds.problems == [
         f"{vid}: frames not extracted (only vid.avi); extract them with: mkdir -p {vid / 'frames'} && "
@@ -606,7 +612,7 @@ def test_300vw_problems(tmp_path):
     (base / "410" / "frames").rename(base / "410" / "imgs")  # mmpose's folder name is accepted
     (base / "410" / "vid.avi").unlink()
     ds = load_300vw(root)
-    assert ds.counts() == {"train": 2, "category1": 2, "category2": 0, "category3": 2}
+    assert official_counts(ds) == {"train": 2, "category1": 2, "category2": 0, "category3": 2}
     assert ds.problems[0] == (
         f"{base / '001' / 'annot' / '000002.pts'}: frame image {base / '001' / 'frames' / '000002.png'} "
         "(or .jpg) not found"
@@ -743,3 +749,39 @@ def test_shared_helen_testset_agrees_with_folder_scan():
     native = load_helen_sr(folder)  # the default offset treats them as native 1-based files
     first = native.splits["train"][0]
     assert np.allclose(first.points, scanned[first.image] - 0.5)
+
+
+def _faces(names: list[str], folder: str = "trainset") -> list:
+    from sht.data.formats import LabeledImage
+
+    return [LabeledImage(Path(f"/d/{folder}/{n}.jpg"), np.zeros((68, 2))) for n in names]
+
+
+def test_validation_is_held_out_by_identity_and_fixed():
+    from sht.data.datasets import holdout, photo_key
+
+    names = [f"{1000 + p}_{f}" for p in range(60) for f in (1, 2)] + [f"image_{i:04d}" for i in range(40)]
+    samples = _faces(names)
+    held = holdout(samples, photo_key)
+    groups = {photo_key(s) for s in samples}
+    held_groups = {photo_key(samples[i]) for i in held}
+    assert len(held_groups) == round(0.05 * len(groups)) == 5
+    # every face of a held-out photo is held out, none of the others
+    assert held == {i for i, s in enumerate(samples) if photo_key(s) in held_groups}
+    # the same faces whatever the order of the files
+    rev = samples[::-1]
+    assert {str(rev[i].image) for i in holdout(rev, photo_key)} == {str(samples[i].image) for i in held}
+    assert photo_key(samples[0]) == "trainset/1000" and photo_key(samples[-1]) == "trainset/image_0039"
+
+
+def test_every_dataset_has_fit_and_val_from_train(tmp_path):
+    from sht.data.datasets import load_300w
+
+    ds = load_300w(make_300w(tmp_path / "300W"))
+    fit, val, train = ds.splits["fit"], ds.splits["val"], ds.splits["train"]
+    assert val and fit and len(fit) + len(val) == len(train)
+    assert {s.image for s in fit}.isdisjoint({s.image for s in val})
+    assert {s.image for s in fit} | {s.image for s in val} == {s.image for s in train}
+    assert not {s.image for s in val} & {s.image for s in ds.splits["common"] + ds.splits["full"]}
+    report = check_dataset("300w", tmp_path / "300W")
+    assert "fit" in report and "held out by identity" in report

@@ -12,6 +12,7 @@ from test_datasets import wflw_line
 
 from conftest import SHARED_DATA, TINY, needs_shared
 from sht.cli import main
+from sht.config import ConfigError
 from sht.evaluation import default_norm
 
 
@@ -134,16 +135,30 @@ def test_aflw_uses_box_norm_and_only_visible_points(aflw_root, tmp_path):
         assert doc["norm"] == "box" and doc["n"] == n
 
 
-def test_dataset_config_files_load():
-    from pathlib import Path
+def test_packaged_configs_load_by_name_and_never_validate_on_test_data():
+    from sht.config import load_config, packaged_configs
 
-    from sht.config import load_config
-
-    files = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
-    assert len(files) >= 9
-    for f in files:
-        cfg = load_config(f)
+    names = packaged_configs()
+    assert len(names) >= 10 and "300w/small" in names and all(names.values())
+    for name in names:
+        cfg = load_config(name)
         assert cfg.data.train and cfg.sht.steps
+        for src in cfg.data.val:
+            assert src.rsplit(":", 1)[1] == "val", f"{name} validates on {src}"
+        for src in cfg.data.train:
+            assert src.rsplit(":", 1)[1] in ("fit", "train"), f"{name} trains on {src}"
+            if src.startswith("celeba:"):
+                continue
+            assert src.rsplit(":", 1)[1] == "fit", f"{name} trains on the faces it validates on: {src}"
+    assert load_config("300w/small.yaml").data.val == load_config("300w/small").data.val
+    with pytest.raises(ConfigError, match="not found.*nor is it a preset"):
+        load_config("300w/nothing")
+
+
+def test_configs_cli_lists_them(capsys):
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out
+    assert "small" in out and "300w/small" in out and "wflw/sht-m" in out
 
 
 def test_data_check_cli(wflw_root, capsys):

@@ -21,8 +21,8 @@ from conftest import TINY, tiny_config
 from sht.config import ConfigError, load_config
 from sht.data.formats import IBUG68, DataError, parse_pts
 from sht.data.transforms import compose_affine, warp_points
+from sht.errors import TrainingDiverged
 from sht.train import SupervisedStage, Trainer
-from sht.train.trainer import TrainingDiverged
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -112,7 +112,7 @@ def test_recipe_runs_resumes_and_chains_stages(vgg_file, tmp_path, synth_folder)
     mtime = (runs[1] / "checkpoints" / "last.safetensors").stat().st_mtime_ns
     runs = run_recipe(cfg, tmp_path)  # stages 1-2 are finished and skipped; 3-4 start from them
     assert (runs[1] / "checkpoints" / "last.safetensors").stat().st_mtime_ns == mtime
-    from sht.train.checkpoint import read_checkpoint
+    from sht.checkpoint import read_checkpoint
 
     t1, _ = read_checkpoint(runs[1] / "checkpoints" / "last.safetensors")
     t3, d3 = read_checkpoint(runs[3] / "checkpoints" / "last.safetensors")

@@ -33,9 +33,9 @@ def test_channels_last_and_inference_mode_match_the_reference(small_pair):
 
 
 def test_predictor_runs_channels_last(small_pair, tmp_path):
+    from sht.checkpoint import save_checkpoint
     from sht.config import config_to_dict
     from sht.infer import Predictor
-    from sht.train.checkpoint import save_checkpoint
 
     ref, _ = small_pair
     path = save_checkpoint(
@@ -78,9 +78,9 @@ def test_predictor_compile_matches_eager_and_amp_is_cuda_only(small_pair, tmp_pa
     """``Predictor(compile=True)`` gives the eager outputs (measured faster at batch 1 on CPU, RESULTS.md)."""
     from PIL import Image
 
+    from sht.checkpoint import save_checkpoint
     from sht.config import config_to_dict
     from sht.infer import Predictor
-    from sht.train.checkpoint import save_checkpoint
 
     ref, _ = small_pair
     path = save_checkpoint(

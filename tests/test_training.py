@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import tiny_config
+from sht.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from sht.config import config_to_dict
 from sht.train import SupervisedStage, Trainer
-from sht.train.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from sht.train.logging import read_metrics
 
 

@@ -8,8 +8,8 @@ from sht.config import WeakConfig
 from sht.data.formats import DataError
 from sht.data.synthetic import SyntheticFaceConfig, generate
 from sht.data.transforms import CropBox
-from sht.data.unlabeled import frame_clips, load_unlabeled_images, load_videos, read_video_frames
-from sht.faces import HaarFaceDetector, fixed_crop, smooth_crops
+from sht.data.unlabeled import fixed_crop, frame_clips, load_unlabeled_images, load_videos, read_video_frames
+from sht.faces import HaarFaceDetector, smooth_crops
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +66,24 @@ def test_video_file_frames(tmp_path, faces64):
         read_video_frames(tmp_path / "bad.mp4", 3)
 
 
-def test_detector_policy_needs_a_model(tmp_path, faces64):
+def test_detector_policy_needs_a_locator(tmp_path, faces64):
     faces64[0][0].save(tmp_path / "a.png")
-    with pytest.raises(DataError, match="needs a landmark model"):
+    with pytest.raises(DataError, match="needs a face locator"):
         load_unlabeled_images([str(tmp_path)], 32, 1.0, WeakConfig(crop="detector"))
+
+
+def test_detector_policy_uses_the_given_locator(tmp_path, faces64):
+    """The data layer runs no network: the crops come from the callable the caller hands in."""
+    for i, (img, _) in enumerate(faces64[:3]):
+        img.save(tmp_path / f"{i}.png")
+    seen = []
+
+    def locator(images, fallback, track):
+        seen.append((len(images), len(fallback), track))
+        return [CropBox(0.0, 0.0, float(im.size[0]) / 2) for im in images]
+
+    fs = load_unlabeled_images([str(tmp_path)], 32, 1.0, WeakConfig(crop="detector"), locator)
+    assert seen == [(3, 3, False)] and len(fs) == 3
 
 
 def test_smooth_crops_removes_jitter():

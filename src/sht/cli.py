@@ -8,10 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError
-from .data.formats import IMAGE_SUFFIXES, DataError
-from .train.checkpoint import CheckpointError
-from .train.trainer import TrainingDiverged
+from .errors import USER_ERRORS, DataError, TrainingDiverged
 
 
 class UsageError(ValueError):
@@ -19,6 +16,8 @@ class UsageError(ValueError):
 
 
 def _expand_inputs(items: list[str]) -> list[Path]:
+    from .data.formats import IMAGE_SUFFIXES
+
     out: list[Path] = []
     for it in items:
         p = Path(it)
@@ -54,6 +53,18 @@ def cmd_recipe(args: argparse.Namespace) -> int:
     for s, run in sorted(runs.items()):
         if s in args.stages:
             print(f"stage {s}: {run / 'checkpoints' / 'last.safetensors'}")
+    return 0
+
+
+def cmd_configs(args: argparse.Namespace) -> int:
+    from .config import PRESETS, packaged_configs
+
+    print("presets: " + ", ".join(PRESETS))
+    print("packaged configs (sht train NAME / sht recipe NAME --out DIR):")
+    items = packaged_configs()
+    width = max(map(len, items), default=0)
+    for name, about in items.items():
+        print(f"  {name:<{width}}  {about}")
     return 0
 
 
@@ -125,99 +136,116 @@ def _read_boxes(args: argparse.Namespace) -> dict[str, list[list[float]]] | list
     return out
 
 
-def cmd_detect(args: argparse.Namespace) -> int:
-    from .data.formats import load_image
-    from .infer import Detector, Predictor, release_weights
+class _Outputs:
+    """Where ``sht detect`` writes faces and overlays, with unique file stems."""
+
+    def __init__(self, args: argparse.Namespace, any_image: bool) -> None:
+        self.faces = Path(args.save_faces) if args.save_faces else None
+        self.overlays = Path(args.save_overlay) if args.save_overlay else None
+        if args.show and self.overlays is None:
+            import tempfile
+
+            self.overlays = Path(tempfile.mkdtemp(prefix="sht-overlay-"))
+        for d in (self.faces, self.overlays):
+            if d is not None and any_image:
+                d.mkdir(parents=True, exist_ok=True)
+        self.written: list[Path] = []
+        self._used: set[str] = set()
+
+    def stem(self, stem: str) -> str:
+        name, k = stem, 1
+        while name in self._used:
+            name, k = f"{stem}_{k}", k + 1
+        self._used.add(name)
+        return name
+
+    def overlay(self, stem: str, panel) -> None:  # noqa: ANN001 - a PIL image
+        assert self.overlays is not None
+        path = self.overlays / f"{stem}_overlay.png"
+        panel.save(path)
+        self.written.append(path)
+
+
+def _detect_crops(args: argparse.Namespace, weights: Path, good: list[Path], images: list, out: _Outputs):  # noqa: ANN001, ANN202
+    """Crop mode: every input is a canonical face crop; one result per image."""
+    from .infer import Predictor
     from .report import detection_panel
 
-    weights = Path(args.weights) if args.weights else release_weights()
-    paths = _expand_inputs(args.inputs)
+    model = Predictor.from_checkpoint(weights, device=args.device)
+    results = []
+    for p, im, pred in zip(good, images, model.predict(images, args.batch_size), strict=True):
+        entry: dict[str, object] = {"image": str(p), "width": im.size[0], "height": im.size[1]}
+        if pred.landmarks is not None:
+            entry["landmarks"] = _points(pred.landmarks)
+            entry["scores"] = [round(float(s), 4) for s in pred.scores]
+        stem = out.stem(p.stem)
+        if out.faces is not None and pred.face is not None:
+            fp = out.faces / f"{stem}.png"
+            pred.face.save(fp)
+            entry["face"] = str(fp)
+        if out.overlays is not None:
+            lms = [pred.landmarks] if pred.landmarks is not None else []
+            out.overlay(stem, detection_panel(im, lms, [pred.face], None))
+        results.append(entry)
+    return model, results
+
+
+def _detect_photos(args: argparse.Namespace, weights: Path, good: list[Path], images: list, out: _Outputs):  # noqa: ANN001, ANN202
+    """Photo mode: faces are found (or boxes given), cropped canonically and refined; one entry per photo with
+    its faces in photo coordinates."""
+    from .infer import Detector
+    from .report import detection_panel
+
     boxes = _read_boxes(args)
-    photo = args.find_faces is not None or boxes is not None
-    images, good, results = [], [], []
-    failed = 0
-    for p in paths:
+    det = Detector(weights, device=args.device, face_detector=args.find_faces or "haar")
+    results = []
+    for p, im in zip(good, images, strict=True):
+        entry: dict[str, object] = {"image": str(p), "width": im.size[0], "height": im.size[1], "faces": []}
+        given = boxes if isinstance(boxes, list) else (boxes or {}).get(p.name, (boxes or {}).get(str(p)))
+        if boxes is not None and given is None:
+            entry["error"] = "no box given for this image"
+            results.append(entry)
+            continue
+        faces = det.detect(im, given)
+        stem = out.stem(p.stem)
+        for i, f in enumerate(faces):
+            fe: dict[str, object] = {
+                "box": [round(v, 2) for v in f.box] if f.box else None,
+                "crop": [round(v, 2) for v in f.crop],
+                "landmarks": _points(f.landmarks),
+                "scores": [round(float(s), 4) for s in f.scores],
+            }
+            if out.faces is not None and f.face is not None:
+                fp = out.faces / f"{stem}_face{i}.png"
+                f.face.save(fp)
+                fe["face"] = str(fp)
+            entry["faces"].append(fe)  # type: ignore[attr-defined]
+        if out.overlays is not None:
+            panel = detection_panel(im, [f.landmarks for f in faces], [f.face for f in faces], [f.crop for f in faces])
+            out.overlay(stem, panel)
+        results.append(entry)
+    return det.predictor, results
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from .data.formats import load_image
+    from .infer import release_weights
+
+    weights = Path(args.weights) if args.weights else release_weights()
+    photo = args.find_faces is not None or args.box is not None or args.boxes is not None
+    if photo:
+        _read_boxes(args)  # refuse a bad --box/--boxes before any work
+    images, good, failed = [], [], []
+    for p in _expand_inputs(args.inputs):
         try:
             images.append(load_image(p))
             good.append(p)
         except DataError as exc:
-            failed += 1
             print(f"sht detect: skipped {exc}", file=sys.stderr)
-            results.append({"image": str(p), "error": str(exc)})
-    faces_dir = Path(args.save_faces) if args.save_faces else None
-    overlay_dir = Path(args.save_overlay) if args.save_overlay else None
-    if args.show and overlay_dir is None:
-        import tempfile
-
-        overlay_dir = Path(tempfile.mkdtemp(prefix="sht-overlay-"))
-    for d in (faces_dir, overlay_dir):
-        if d is not None and images:
-            d.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
-
-    def unique(stem: str) -> str:
-        name, k = stem, 1
-        while name in used:
-            name, k = f"{stem}_{k}", k + 1
-        used.add(name)
-        return name
-
-    overlays: list[Path] = []
-    if photo:
-        det = Detector(weights, device=args.device, face_detector=args.find_faces or "haar")
-        model = det.predictor
-        for p, im in zip(good, images, strict=True):
-            given = boxes if isinstance(boxes, list) else (boxes or {}).get(p.name, (boxes or {}).get(str(p)))
-            if boxes is not None and given is None:
-                results.append(
-                    {
-                        "image": str(p),
-                        "width": im.size[0],
-                        "height": im.size[1],
-                        "faces": [],
-                        "error": "no box given for this image",
-                    }
-                )
-                continue
-            faces = det.detect(im, given)
-            entry: dict[str, object] = {"image": str(p), "width": im.size[0], "height": im.size[1], "faces": []}
-            stem = unique(p.stem)
-            for i, f in enumerate(faces):
-                fe: dict[str, object] = {
-                    "box": [round(v, 2) for v in f.box] if f.box else None,
-                    "crop": [round(v, 2) for v in f.crop],
-                    "landmarks": _points(f.landmarks),
-                    "scores": [round(float(s), 4) for s in f.scores],
-                }
-                if faces_dir is not None and f.face is not None:
-                    fp = faces_dir / f"{stem}_face{i}.png"
-                    f.face.save(fp)
-                    fe["face"] = str(fp)
-                entry["faces"].append(fe)  # type: ignore[attr-defined]
-            if overlay_dir is not None:
-                op = overlay_dir / f"{stem}_overlay.png"
-                detection_panel(
-                    im, [f.landmarks for f in faces], [f.face for f in faces], [f.crop for f in faces]
-                ).save(op)
-                overlays.append(op)
-            results.append(entry)
-    else:
-        model = Predictor.from_checkpoint(weights, device=args.device)
-        for p, im, pred in zip(good, images, model.predict(images, args.batch_size), strict=True):
-            entry = {"image": str(p), "width": im.size[0], "height": im.size[1]}
-            if pred.landmarks is not None:
-                entry["landmarks"] = _points(pred.landmarks)
-                entry["scores"] = [round(float(s), 4) for s in pred.scores]
-            stem = unique(p.stem)
-            if faces_dir is not None and pred.face is not None:
-                fp = faces_dir / f"{stem}.png"
-                pred.face.save(fp)
-                entry["face"] = str(fp)
-            if overlay_dir is not None:
-                op = overlay_dir / f"{stem}_overlay.png"
-                detection_panel(im, [pred.landmarks] if pred.landmarks is not None else [], [pred.face], None).save(op)
-                overlays.append(op)
-            results.append(entry)
+            failed.append({"image": str(p), "error": str(exc)})
+    out = _Outputs(args, bool(images))
+    run = _detect_photos if photo else _detect_crops
+    model, results = run(args, weights, good, images, out)
     doc = {
         "weights": str(weights),
         "mode": "photo" if photo else "crop",
@@ -227,16 +255,17 @@ def cmd_detect(args: argparse.Namespace) -> int:
             "input_size": model.input_size,
             "face_size": model.face_size,
         },
-        "results": results,
+        "results": failed + results,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1))
-    print(f"sht detect: {len(good)} image(s) -> {out}" + (f"; {failed} skipped (see stderr)" if failed else ""))
-    if overlays:
-        print(f"sht detect: overlays in {overlay_dir}")
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1))
+    note = f"; {len(failed)} skipped (see stderr)" if failed else ""
+    print(f"sht detect: {len(good)} image(s) -> {path}{note}")
+    if out.written:
+        print(f"sht detect: overlays in {out.overlays}")
     if args.show:
-        _show(overlays)
+        _show(out.written)
     return 1 if failed else 0
 
 
@@ -282,14 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"sht {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("configs", help="list the presets and the configs that ship with sht")
+    p.set_defaults(func=cmd_configs)
+
     p = sub.add_parser("train", help="train DHLN / SHN / FHS from a YAML config or preset name")
-    p.add_argument("config", help="YAML file or preset name (small, paper, paper-m)")
+    p.add_argument("config", help="YAML file, preset (small, paper, paper-m) or packaged config (e.g. 300w/small)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.steps=500")
     p.add_argument("--out", help="run directory (overrides train.out_dir); an existing run there is resumed")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("recipe", help="the paper's four stages: DHLN, FPTN, joint SHT, weak SHT (resumable)")
-    p.add_argument("config", help="YAML file or preset name")
+    p.add_argument("config", help="YAML file, preset or packaged config (e.g. 300w/small; see sht configs)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. sht.steps=[3000,1000,500,500]")
     p.add_argument("--out", required=True, help="folder for the stage runs (1-dhln, 2-fptn, 3-joint, 4-weak)")
     p.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
@@ -372,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, DataError, CheckpointError, UsageError, FileNotFoundError) as exc:
+    except (*USER_ERRORS, UsageError, FileNotFoundError) as exc:
         print(f"sht {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except TrainingDiverged as exc:

@@ -2,6 +2,8 @@
 
 A YAML file may name a ``preset`` to start from and then override any field; the command line overrides last.
 Unknown keys and values of the wrong type are refused with one line naming the key (:class:`ConfigError`).
+The per-table configs of the paper ship inside the package (``src/sht/configs/<dataset>/<name>.yaml``) and are
+usable by name, e.g. ``300w/small`` (:func:`packaged_configs` lists them, ``sht configs`` prints them).
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-
-class ConfigError(ValueError):
-    """A configuration file or override that does not fit the schema."""
+from .errors import ConfigError
 
 
 @dataclass
@@ -337,15 +337,50 @@ def build_config(*layers: dict[str, Any]) -> Config:
     return obj
 
 
+def _configs_root() -> Any:
+    from importlib.resources import files
+
+    return files("sht") / "configs"
+
+
+def packaged_configs() -> dict[str, str]:
+    """The configs shipped in the package: ``{name: first comment line}``, names like ``300w/small``."""
+    root = _configs_root()
+    out: dict[str, str] = {}
+    for folder in sorted((d for d in root.iterdir() if d.is_dir()), key=lambda d: d.name):
+        for f in sorted((f for f in folder.iterdir() if f.name.endswith(".yaml")), key=lambda f: f.name):
+            first = next((ln for ln in f.read_text(encoding="utf-8").splitlines() if ln.startswith("#")), "#")
+            out[f"{folder.name}/{f.name[: -len('.yaml')]}"] = first.lstrip("# ").strip()
+    return out
+
+
+def packaged_config_path(name: str) -> Path | None:
+    """The file of packaged config ``name`` (``300w/small`` or ``300w/small.yaml``), or None."""
+    stem = name[: -len(".yaml")] if name.endswith(".yaml") else name
+    parts = stem.split("/")
+    if len(parts) != 2 or not all(parts):
+        return None
+    f = _configs_root() / parts[0] / f"{parts[1]}.yaml"
+    return Path(str(f)) if f.is_file() else None
+
+
 def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a config from a YAML path or a preset name, then apply ``key.sub=value`` overrides."""
+    """Load a config from a YAML path, a preset name (``small``, ``paper``, ``paper-m``) or a packaged config
+    name (``300w/small``), then apply ``key.sub=value`` overrides."""
     layers: list[dict[str, Any]] = []
     if source is not None:
         s = str(source)
-        if s in PRESETS and not Path(s).is_file():
-            layers.append({"preset": s})
-        else:
+        if Path(s).is_file():
             layers.append(read_yaml(s))
+        elif s in PRESETS:
+            layers.append({"preset": s})
+        elif (packaged := packaged_config_path(s)) is not None:
+            layers.append(read_yaml(packaged))
+        else:
+            raise ConfigError(
+                f"config file not found: {s}; nor is it a preset ({', '.join(PRESETS)}) or a packaged config "
+                f"(sht configs lists them, e.g. {next(iter(packaged_configs()), '300w/small')})"
+            )
     for item in overrides or []:
         layers.append(_parse_override(item))
     return build_config(*layers)

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from .checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint
 from .infer import Predictor
 from .models import DHLN
-from .train.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint
 
 
 def export_weights(checkpoint: str | Path, out: str | Path, fp16: bool = True, note: str = "") -> Path:

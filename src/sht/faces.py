@@ -2,22 +2,22 @@
 
 A face detector gives a box; a fixed calibration maps it to the canonical crop (square, centred on the 68-point
 box, side 1.3 x its larger side); optionally the crop is refined with a landmark model: predict the landmarks in
-the current crop, recompute the canonical box from them, repeat.
+the current crop, recompute the canonical box from them, repeat. The landmark model is handed in as a callable
+(``LandmarkFn``: crops -> landmarks), so this module knows nothing of inference or training.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from .data.transforms import CropBox, canonical_box, crop_image
 
-if TYPE_CHECKING:
-    from .infer import Detector, Face, Predictor
+LandmarkFn = Callable[[list[Image.Image]], list[np.ndarray]]
+"""A landmark model as a function: canonical face crops -> ``(K, 2)`` landmarks in each crop's pixels."""
 
 
 @dataclass(frozen=True)
@@ -130,23 +130,16 @@ def make_face_detector(name: str) -> HaarFaceDetector | DlibFaceDetector:
     raise ValueError(f"unknown face detector {name!r}; choose haar or dlib")
 
 
-def fixed_crop(img: Image.Image, box: Sequence[float]) -> CropBox:
-    """The canonical crop given as (centre x, centre y, side) fractions: centre relative to width/height, side
-    relative to the shorter side."""
-    w, h = img.size
-    cx, cy, side = box[0] * w, box[1] * h, box[2] * min(w, h)
-    return CropBox(cx - side / 2, cy - side / 2, side)
-
-
 def crop_size_for(crop: CropBox, face_size: int) -> int:
     """Pixels of the crop image: the face's native resolution (at least 8), at most the model's face size."""
     return int(min(face_size, max(8, round(crop.side))))
 
 
 def refine_crops(
-    predictor: Predictor,
+    landmarks: LandmarkFn,
     images: Sequence[Image.Image],
     crops: Sequence[CropBox],
+    face_size: int,
     rounds: int = 2,
     margin: float = 1.3,
 ) -> tuple[list[CropBox], list[np.ndarray]]:
@@ -156,32 +149,33 @@ def refine_crops(
     cur = list(crops)
     pts: list[np.ndarray] = [np.zeros((0, 2))] * len(cur)
     for _ in range(rounds):
-        sizes = [crop_size_for(c, predictor.face_size) for c in cur]
+        sizes = [crop_size_for(c, face_size) for c in cur]
         views = [crop_image(im, c, n) for im, c, n in zip(images, cur, sizes, strict=True)]
-        preds = predictor.predict(views)
-        pts = [c.to_source(p.landmarks, n) for c, p, n in zip(cur, preds, sizes, strict=True)]
+        found = landmarks(views)
+        pts = [c.to_source(p, n) for c, p, n in zip(cur, found, sizes, strict=True)]
         cur = [canonical_box(p, margin) for p in pts]
     return cur, pts
 
 
-def detect_faces(detector: Detector, image: Image.Image, boxes: Sequence[FaceBox] | None = None) -> list[Face]:
-    """Faces of a photo: detector boxes (or ``boxes``) -> calibrated canonical crops -> refined with the landmarks
-    -> a final prediction on the final crop (landmarks in photo pixels, hallucinated face)."""
-    from .infer import Face
+def landmark_locator(
+    landmarks: LandmarkFn, face_size: int, rounds: int = 2, track_window: int = 5, margin: float = 1.3
+) -> Callable[[Sequence[Image.Image], Sequence[CropBox], bool], list[CropBox]]:
+    """The ``detector`` crop policy of unlabeled data (:mod:`sht.data.unlabeled`) as a callable
+    ``(images, fallback crops, track) -> crops``: the largest Haar face (calibrated) replaces the fallback where
+    one is found, the crops are refined with the landmark model, and along a clip (``track``) smoothed over
+    ``track_window`` frames."""
+    haar = HaarFaceDetector()
 
-    fd = detector.face_detector()
-    found = list(boxes) if boxes is not None else fd(image)
-    if not found:
-        return []
-    pred = detector.predictor
-    crops = [fd.calibration.to_crop(b) for b in found]
-    crops, _ = refine_crops(pred, [image] * len(crops), crops, detector.refine, pred.config.data.margin)
-    sizes = [crop_size_for(c, pred.face_size) for c in crops]
-    views = [crop_image(image, c, n) for c, n in zip(crops, sizes, strict=True)]
-    out = []
-    for b, c, n, p in zip(found, crops, sizes, pred.predict(views), strict=True):
-        out.append(Face((b.x0, b.y0, b.x1, b.y1), (c.x0, c.y0, c.side), c.to_source(p.landmarks, n), p.scores, p.face))
-    return out
+    def locate(images: Sequence[Image.Image], fallback: Sequence[CropBox], track: bool) -> list[CropBox]:
+        crops = list(fallback)
+        for i, im in enumerate(images):
+            found = haar(im)
+            if found:
+                crops[i] = haar.calibration.to_crop(found[0])
+        crops, _ = refine_crops(landmarks, images, crops, face_size, rounds, margin)
+        return smooth_crops(crops, track_window) if track else crops
+
+    return locate
 
 
 def smooth_crops(crops: Sequence[CropBox], window: int) -> list[CropBox]:

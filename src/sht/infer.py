@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .checkpoint import CheckpointError, load_module, read_checkpoint
 from .config import Config, ConfigError, config_from_dict
 from .data import degradation
 from .data.heatmaps import HeatmapCodec
-from .models import DHLN
-from .train.checkpoint import CheckpointError, load_module, read_checkpoint
+from .data.transforms import crop_image
+from .faces import FaceBox, crop_size_for, make_face_detector, refine_crops
+from .models.dhln import DHLN
 
 
 def _to_tensor(img: Image.Image, cap: int) -> torch.Tensor:
@@ -123,6 +125,10 @@ class Predictor:
                 out.append(Prediction(lm, scores[j] if scores is not None else None, face))
         return out
 
+    def landmarks_of(self, images: list[Image.Image]) -> list[np.ndarray]:
+        """Landmarks only, in each image's pixels (the :data:`sht.faces.LandmarkFn` of this model)."""
+        return [p.landmarks for p in self.predict(images)]
+
 
 RELEASE_WEIGHTS = Path(__file__).resolve().parent / "weights" / "sht-small.safetensors"
 
@@ -196,14 +202,26 @@ class Detector:
 
     def face_detector(self):  # noqa: ANN201 - a callable image -> list[FaceBox]
         if self._face_detector is None:
-            from .faces import make_face_detector
-
             self._face_detector = make_face_detector(self.face_detector_name)
         return self._face_detector
 
     def detect(self, image: Image.Image, boxes: Sequence[Sequence[float]] | None = None) -> list[Face]:
-        """Faces of a photo. ``boxes``: face boxes ``(x0, y0, x1, y1)`` to use instead of the face detector."""
-        from .faces import FaceBox, detect_faces
-
-        given = [FaceBox(*map(float, b[:4])) for b in boxes] if boxes is not None else None
-        return detect_faces(self, image.convert("RGB"), given)
+        """Faces of a photo: detector boxes (or ``boxes``, ``(x0, y0, x1, y1)`` given instead of the face
+        detector) -> calibrated canonical crops -> refined with the landmarks -> a final prediction on the final
+        crop (landmarks in photo pixels, hallucinated face)."""
+        image = image.convert("RGB")
+        fd = self.face_detector()
+        found = [FaceBox(*map(float, b[:4])) for b in boxes] if boxes is not None else fd(image)
+        if not found:
+            return []
+        pred = self.predictor
+        crops = [fd.calibration.to_crop(b) for b in found]
+        crops, _ = refine_crops(
+            pred.landmarks_of, [image] * len(crops), crops, pred.face_size, self.refine, pred.config.data.margin
+        )
+        sizes = [crop_size_for(c, pred.face_size) for c in crops]
+        views = [crop_image(image, c, n) for c, n in zip(crops, sizes, strict=True)]
+        return [
+            Face((b.x0, b.y0, b.x1, b.y1), (c.x0, c.y0, c.side), c.to_source(p.landmarks, n), p.scores, p.face)
+            for b, c, n, p in zip(found, crops, sizes, pred.predict(views), strict=True)
+        ]

@@ -5,14 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from . import metrics
 
-from . import metrics  # noqa: E402
+
+def _pyplot():  # noqa: ANN202
+    """matplotlib's pyplot on the non-interactive Agg backend, imported when a plot is drawn (not for panels)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -24,6 +30,7 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> 
 
 def plot_ced(curves: dict[str, np.ndarray], path: str | Path, threshold: float = 0.10, title: str = "") -> Path:
     """Cumulative error distribution of per-image NMEs, one curve per method, AUC in the legend."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for label, nmes in curves.items():
         xs, ys = metrics.ced(nmes, threshold)
@@ -69,6 +76,7 @@ def upscale(img: Image.Image, size: int, nearest: bool = True) -> Image.Image:
 
 def face_grid(rows: Sequence[Sequence[Image.Image]], columns: Sequence[str], path: str | Path, cell: int = 128) -> Path:
     """A labelled grid of face images (every image resized to ``cell`` pixels, nearest for small ones)."""
+    plt = _pyplot()
     fig, axes = plt.subplots(len(rows), len(columns), figsize=(1.6 * len(columns), 1.6 * len(rows)), squeeze=False)
     for i, row in enumerate(rows):
         for j, im in enumerate(row):
@@ -90,6 +98,7 @@ def plot_curves(
     series: dict[str, list[tuple[int, float]]], path: str | Path, title: str = "", logy: bool = False
 ) -> Path:
     """Line plot of ``{label: [(step, value), ...]}``."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for label, pts in series.items():
         if pts:

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from ..config import AugmentConfig
 from . import degradation
 from .formats import (
+    IMAGE_SUFFIXES,
     DataError,
     LabeledImage,
     LandmarkScheme,
@@ -308,6 +309,34 @@ def load_source(
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         fs.save(cache_path)
     return fs
+
+
+def check_source(source: str) -> int:
+    """How many labeled samples a data source offers, without reading any image (for checks before a run);
+    raises :class:`DataError` naming the source when it is missing or empty."""
+    from .datasets import LOADERS, parse_source
+
+    head = source.split(":", 1)[0]
+    if head in LOADERS:
+        name, root, split, ds = parse_source(source)
+        if not ds.splits[split]:
+            raise DataError(f"data source {source!r}: split {split!r} of {name} at {root} is empty")
+        return len(ds.splits[split])
+    if source.startswith("synthetic:"):
+        try:
+            n = int(source.split(":")[1])
+        except (IndexError, ValueError):
+            raise DataError(f"bad synthetic source {source!r}; use synthetic:N or synthetic:N:SEED") from None
+        if n < 1:
+            raise DataError(f"data source {source!r} holds no faces")
+        return n
+    folder = Path(source)
+    if not folder.is_dir():
+        raise DataError(f"data source {source!r} is neither a folder nor synthetic:N nor NAME:ROOT:SPLIT")
+    n = sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.with_suffix(".pts").is_file())
+    if n == 0:
+        raise DataError(f"data source {source!r}: no image with a .pts file beside it")
+    return n
 
 
 def _load_dataset_split(

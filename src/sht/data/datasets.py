@@ -18,10 +18,19 @@ Coordinate offsets (added to every native coordinate, boxes included; each loade
 * WFLW: the authors do not state a convention and the reference implementations (HRNet, mmpose) use the values
   as they are; the values are continuous, not integer pixel indices. Default ``0.0``.
 * CelebA (68 points from a detector such as OpenFace, supplied by the user): ``0.0``.
+
+Validation without test data: besides the official splits every dataset has ``val`` and ``fit``. ``val`` is the
+official validation split where there is one (CelebA); otherwise a fixed hold-out of about 5 %
+(:data:`VAL_FRACTION`) of the official ``train`` split, drawn by identity so that no face of a held-out group
+is trained on: one group per photo (Helen/AFW ``<photo id>_<face>`` names, WFLW and AFLW image files), per video
+(300VW). Groups are ranked by the CRC-32 of their key, so the hold-out does not depend on file order or machine.
+``fit`` is ``train`` without ``val``: train on ``fit``, choose checkpoints on ``val``, report on the test splits.
 """
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +103,32 @@ class DatasetSplits:
         return {k: len(v) for k, v in self.splits.items()}
 
 
+VAL_FRACTION = 0.05
+
+
+def photo_key(sample: LabeledImage) -> str:
+    """Identity group of a face: its photo (``<digits>_<n>`` names are faces of one photo, as in Helen/AFW),
+    within its folder."""
+    stem = sample.image.stem
+    m = re.match(r"^(\d+)_\d+$", stem)
+    return f"{sample.image.parent.name}/{m.group(1) if m else stem}"
+
+
+def holdout(
+    samples: list[LabeledImage], key: Callable[[LabeledImage], str], fraction: float = VAL_FRACTION
+) -> set[int]:
+    """Indices of the held-out samples: the ``fraction`` of identity groups (at least one) with the smallest
+    CRC-32 of their key."""
+    groups: dict[str, list[int]] = {}
+    for i, smp in enumerate(samples):
+        groups.setdefault(key(smp), []).append(i)
+    if len(groups) < 2:
+        return set()
+    ranked = sorted(groups, key=lambda k: (zlib.crc32(k.encode()), k))
+    n = min(len(groups) - 1, max(1, round(fraction * len(groups))))
+    return {i for k in ranked[:n] for i in groups[k]}
+
+
 class _Problems:
     """Collects problem lines, or raises on the first one in strict mode."""
 
@@ -147,7 +182,15 @@ def _finish(
     splits: dict[str, list[LabeledImage]],
     norms: tuple[str, ...],
     problems: _Problems,
+    key: Callable[[LabeledImage], str] = photo_key,
 ) -> DatasetSplits:
+    train = splits.get("train", [])
+    if "val" in splits:
+        splits["fit"] = list(train)
+    else:
+        held = holdout(train, key)
+        splits["fit"] = [s for i, s in enumerate(train) if i not in held]
+        splits["val"] = [s for i, s in enumerate(train) if i in held]
     if not any(splits.values()):
         lines = problems.lines
         shown = "; ".join(lines[:3]) + (f"; ... ({len(lines) - 3} more)" if len(lines) > 3 else "")
@@ -291,7 +334,7 @@ def load_wflw(root: str | Path, strict: bool = False, offset: float = 0.0) -> Da
             splits[split].append(LabeledImage(img, pts + off, box=box + off, attributes=attrs))
     for key in WFLW_ATTRIBUTES:
         splits[key] = [s for s in splits["test"] if s.attributes is not None and s.attributes[key] == 1]
-    return _finish("wflw", r, WFLW98, splits, ("inter_ocular",), problems)
+    return _finish("wflw", r, WFLW98, splits, ("inter_ocular",), problems, key=lambda s: str(s.image))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -413,7 +456,7 @@ def load_aflw(root: str | Path, strict: bool = False, offset: float = -0.5, trai
         "full": [samples[i] for i in test_idx],
         "frontal": [samples[i] for i in test_idx if all_visible[i]],
     }
-    return _finish("aflw", r, AFLW19, splits, ("box", "diagonal"), problems)
+    return _finish("aflw", r, AFLW19, splits, ("box", "diagonal"), problems, key=lambda s: str(s.image))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -671,7 +714,11 @@ def load_300vw(root: str | Path, strict: bool = False, offset: float = -0.5) -> 
             splits[split].append(
                 LabeledImage(frames / name, pts + off, attributes={"video": int(d.name), "frame": frame})
             )
-    return _finish("300vw", r, IBUG68, splits, ("inter_ocular",), problems)
+    return _finish("300vw", r, IBUG68, splits, ("inter_ocular",), problems, key=_video_key)
+
+
+def _video_key(sample: LabeledImage) -> str:
+    return str((sample.attributes or {}).get("video", sample.image.parent.parent.name))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -707,6 +754,11 @@ def check_dataset(name: str, root: str | Path, **options: Any) -> str:
         f"NME normalisers {', '.join(ds.norms)}"
     ]
     lines += [f"  {k:<{width}}  {v}" for k, v in ds.counts().items()]
+    lines.append(
+        "  (val: " + ("the official validation split" if name.lower() == "celeba" else
+                      f"~{VAL_FRACTION:.0%} of train held out by identity, fixed") + "; fit: train without val;"
+        " train on fit, choose checkpoints on val)"
+    )
     if ds.problems:
         lines.append(f"{len(ds.problems)} problem(s), skipped:")
         lines += [f"  {p}" for p in ds.problems]

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import DataError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
-
-class DataError(ValueError):
-    """A data file or folder that cannot be used; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,17 @@ Sources: folders of face images (no landmarks needed), video files (read with im
 extra), folders of video files, folders of frames whose names encode the clip (``clip_pattern``, e.g. the
 YouTube-Faces naming ``<person>_<clip><frame>.jpg``), and folders of clip folders (every folder below that holds
 images is one clip, e.g. 300VW's ``<id>/frames/``). Crops follow the ``sht.weak.crop`` policy: ``fixed`` (one
-box for every image) or ``detector`` (Haar face box, calibrated, refined with the landmark model, and smoothed
-along each clip). The result is a :class:`~sht.data.dataset.FaceSet` without landmarks; videos carry clip groups.
+box for every image) or ``detector``: a ``locator`` callable handed in by the caller (the training stage builds
+it from its own DHLN with :func:`sht.faces.landmark_locator`: Haar face box, calibrated, refined with the landmark
+model, smoothed along each clip). This module runs no network itself. The result is a
+:class:`~sht.data.dataset.FaceSet` without landmarks; videos carry clip groups.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ from .dataset import FaceSet
 from .formats import IMAGE_SUFFIXES, DataError, load_image
 from .transforms import CropBox, crop_image, image_to_tensor
 
-if TYPE_CHECKING:
-    from ..infer import Predictor
+Locator = Callable[[Sequence[Image.Image], Sequence[CropBox], bool], list[CropBox]]
+"""``(images, fallback crops, track along a clip) -> canonical crops`` (see :func:`sht.faces.landmark_locator`)."""
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -69,24 +70,24 @@ def frame_clips(folder: str | Path, pattern: str) -> dict[str, list[Path]]:
     return clips
 
 
+def fixed_crop(img: Image.Image, box: Sequence[float]) -> CropBox:
+    """The canonical crop given as (centre x, centre y, side) fractions: centre relative to width/height, side
+    relative to the shorter side."""
+    w, h = img.size
+    cx, cy, side = box[0] * w, box[1] * h, box[2] * min(w, h)
+    return CropBox(cx - side / 2, cy - side / 2, side)
+
+
 def locate(
-    images: Sequence[Image.Image], cfg: WeakConfig, predictor: Predictor | None = None, track: bool = False
+    images: Sequence[Image.Image], cfg: WeakConfig, locator: Locator | None = None, track: bool = False
 ) -> list[CropBox]:
     """Canonical crops of faces by the configured policy (see module docstring)."""
-    from ..faces import HaarFaceDetector, fixed_crop, refine_crops, smooth_crops
-
     crops = [fixed_crop(im, cfg.box) for im in images]
     if cfg.crop == "fixed":
         return crops
-    if predictor is None:
-        raise DataError("sht.weak.crop=detector needs a landmark model (the stage's DHLN) to refine the boxes")
-    haar = HaarFaceDetector()
-    for i, im in enumerate(images):
-        found = haar(im)
-        if found:
-            crops[i] = haar.calibration.to_crop(found[0])
-    crops, _ = refine_crops(predictor, images, crops, cfg.detector_rounds)
-    return smooth_crops(crops, cfg.track_window) if track else crops
+    if locator is None:
+        raise DataError("sht.weak.crop=detector needs a face locator (the stage builds one from its DHLN)")
+    return locator(images, crops, track)
 
 
 def _faceset(
@@ -114,7 +115,7 @@ def load_unlabeled_images(
     size: int,
     context: float,
     cfg: WeakConfig,
-    predictor: Predictor | None = None,
+    locator: Locator | None = None,
     progress: bool = False,
     chunk: int = 256,
 ) -> FaceSet:
@@ -139,7 +140,7 @@ def load_unlabeled_images(
             except DataError as exc:
                 problems.append(str(exc))
         if imgs:
-            tensors += _crop_all(imgs, locate(imgs, cfg, predictor), size, context)
+            tensors += _crop_all(imgs, locate(imgs, cfg, locator), size, context)
             names += [p.name for p in ok]
     return _faceset(tensors, names, size, context, problems)
 
@@ -149,7 +150,7 @@ def load_videos(
     size: int,
     context: float,
     cfg: WeakConfig,
-    predictor: Predictor | None = None,
+    locator: Locator | None = None,
     progress: bool = False,
 ) -> FaceSet:
     """Frames of video clips (SHT-v), each clip a group; crops are tracked along the clip."""
@@ -196,7 +197,7 @@ def load_videos(
     for g, (key, frames) in enumerate(tqdm(clips, desc="video clips", disable=not progress, leave=False)):
         if not frames:
             continue
-        tensors += _crop_all(frames, locate(frames, cfg, predictor, track=True), size, context)
+        tensors += _crop_all(frames, locate(frames, cfg, locator, track=True), size, context)
         names += [f"{key}#{i}" for i in range(len(frames))]
         groups += [g] * len(frames)
     return _faceset(tensors, names, size, context, problems, groups)

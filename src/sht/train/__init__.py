@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..config import Config
 from .distributed import cleanup, setup
+from .preflight import preflight
 from .recipe import run_recipe
 from .stages import FPTNStage, JointStage, SupervisedStage
 from .trainer import Trainer, resolve_device, seed_everything, set_threads
@@ -14,14 +15,16 @@ from .trainer import Trainer, resolve_device, seed_everything, set_threads
 def train(cfg: Config, out_dir: str | Path | None = None) -> dict[str, float]:
     """Train (or resume) stage 1 -- DHLN/SHN/FHS with Eq. 4 -- as configured; returns the last validation metrics.
     Under ``torchrun`` every process trains its slice of each batch (DistributedDataParallel)."""
+    out = Path(out_dir or cfg.train.out_dir)
+    preflight(cfg, {1: out}, [1], {1: cfg.train.steps})
     set_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     info = setup(resolve_device(cfg.train.device))
     try:
         stage = SupervisedStage(cfg, info.device, info.rank, info.world_size)
-        return Trainer(cfg, stage, out_dir or cfg.train.out_dir, info.rank, info.world_size).fit()
+        return Trainer(cfg, stage, out, info.rank, info.world_size).fit()
     finally:
         cleanup()
 
 
-__all__ = ["FPTNStage", "JointStage", "SupervisedStage", "Trainer", "run_recipe", "train"]
+__all__ = ["FPTNStage", "JointStage", "SupervisedStage", "Trainer", "preflight", "run_recipe", "train"]

@@ -22,6 +22,7 @@ from ..config import Config
 from ..data.dataset import FaceSet
 from ..data.formats import DataError
 from .distributed import barrier, setup
+from .preflight import preflight
 from .stages import FPTNStage, JointStage, SupervisedStage, load_labeled
 from .trainer import Trainer, resolve_device, seed_everything, set_threads
 
@@ -49,15 +50,19 @@ def last(run: Path) -> Path:
 def load_weak_data(cfg: Config, dhln_checkpoint: Path, device: torch.device) -> list[tuple[FaceSet, bool]]:
     """Unlabeled image and video face sets of ``sht.weak`` (crops located with the given DHLN if configured)."""
     from ..data.unlabeled import load_unlabeled_images, load_videos
+    from ..faces import landmark_locator
     from ..infer import Predictor
 
     w, m = cfg.sht.weak, cfg.model
-    predictor = Predictor.from_checkpoint(dhln_checkpoint, device) if w.crop == "detector" else None
+    locator = None
+    if w.crop == "detector":
+        predictor = Predictor.from_checkpoint(dhln_checkpoint, device)
+        locator = landmark_locator(predictor.landmarks_of, m.face_size, w.detector_rounds, w.track_window)
     out: list[tuple[FaceSet, bool]] = []
     if w.images:
-        out.append((load_unlabeled_images(w.images, m.face_size, cfg.data.context, w, predictor, progress=True), False))
+        out.append((load_unlabeled_images(w.images, m.face_size, cfg.data.context, w, locator, progress=True), False))
     if w.videos:
-        out.append((load_videos(w.videos, m.face_size, cfg.data.context, w, predictor, progress=True), True))
+        out.append((load_videos(w.videos, m.face_size, cfg.data.context, w, locator, progress=True), True))
     if not out:
         raise DataError("stage 4 (weak) has no unlabeled data: set sht.weak.images and/or sht.weak.videos")
     return out
@@ -69,11 +74,12 @@ def run_recipe(
     """Run the requested stages in order; returns each stage's run directory. ``init`` may point a stage at
     another directory's finished stage (e.g. reuse one stage-3 run for several stage-4 variants)."""
     out = Path(out_dir)
+    runs = {s: out / name for s, name in STAGES.items()}
+    runs.update(init or {})
+    preflight(cfg, runs, stages, {s: stage_config(cfg, s).train.steps for s in STAGES})
     set_threads(cfg.train.threads)
     info = setup(resolve_device(cfg.train.device))
     device, rank, world = info.device, info.rank, info.world_size
-    runs = {s: out / name for s, name in STAGES.items()}
-    runs.update(init or {})
     labeled = None
     for s in sorted(stages):
         c = stage_config(cfg, s)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..checkpoint import load_checkpoint
 from ..config import Config
 from ..data.dataset import Batch, BatchBuilder, EpochSampler, FaceSet, load_sources, step_generator
 from ..data.formats import DataError
@@ -32,7 +33,6 @@ from ..data.pairs import PairBuilder
 from ..evaluation import evaluate_model
 from ..losses import LossParts, dhln_loss, discriminator_loss, pose_transfer_loss
 from ..models import DHLN, FPTN, AppearanceDiscriminator, ShapeDiscriminator, VGG19Conv12
-from .checkpoint import load_checkpoint
 from .distributed import all_finite, wrap
 
 

@@ -21,8 +21,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from ..config import Config, config_to_dict, dump_yaml
-from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from ..errors import TrainingDiverged
 from .distributed import average_buffers
 from .logging import MetricLogger
 from .stages import NonFiniteLoss
@@ -43,9 +44,6 @@ class Stage(Protocol):
 
     def evaluate(self) -> dict[str, float]: ...
 
-
-class TrainingDiverged(RuntimeError):
-    """Too many consecutive non-finite steps; the last good checkpoint is kept."""
 
 
 def resolve_device(name: str) -> torch.device:

@@ -18,12 +18,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .errors import CheckpointError
+
 FORMAT = "sht-checkpoint"
 FORMAT_VERSION = 1
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, from a newer format or for a different model."""
 
 
 def _optim_tensors(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
