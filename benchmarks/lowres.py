@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from results_block import update_block
 
+from sht.checkpoint import load_checkpoint
 from sht.config import Config, load_config
 from sht.data.dataset import BatchBuilder, load_sources, mean_shape
 from sht.data.pairs import PairBuilder
@@ -40,7 +41,6 @@ from sht.infer import Predictor
 from sht.models import DHLN, FPTN, count_parameters
 from sht.report import draw_landmarks, face_grid, markdown_table, plot_ced
 from sht.train import SupervisedStage, Trainer, run_recipe, seed_everything, set_threads
-from sht.checkpoint import load_checkpoint
 from sht.train.stages import load_labeled
 
 HERE = Path(__file__).resolve().parent

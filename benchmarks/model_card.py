@@ -13,10 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sht.checkpoint import read_checkpoint
 from sht.evaluation import evaluate_bicubic, evaluate_model, load_eval_faces
 from sht.infer import RELEASE_WEIGHTS, Predictor
 from sht.report import markdown_table
-from sht.checkpoint import read_checkpoint
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
