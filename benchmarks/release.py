@@ -49,7 +49,7 @@ def count_faces(sources: list[str]) -> str:
     """``N distinct faces (a per source)`` counted from the sources (repeated sources counted once)."""
     distinct = list(dict.fromkeys(sources))
     counts = {s: check_source(s) for s in distinct}
-    parts = [f"{counts[s]} from {s}" + (f" (drawn {sources.count(s)}x)" if sources.count(s) > 1 else "") for s in distinct]
+    parts = [f"{counts[s]} from {s}" + (f" (drawn {sources.count(s)}x)" * (sources.count(s) > 1)) for s in distinct]
     return f"{sum(counts.values())} distinct labeled faces: " + ", ".join(parts)
 
 
