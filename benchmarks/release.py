@@ -66,12 +66,13 @@ def main() -> None:
     if not cfg.data.val:
         sys.exit("the release config needs data.val (held-out training faces) to choose the stage")
     runs = run_recipe(cfg, args.out, stages=args.stages)
-    candidates = [s for s in args.stages if s != 2]  # stage 2 trains FPTN only; its DHLN is stage 1's
+    # stage 2 trains FPTN only (its DHLN is stage 1's); stages without steps are not trained
+    candidates = [s for s in args.stages if s != 2 and cfg.sht.steps[s - 1] > 0]
     scores = {s: validation_nme(runs[s] / "checkpoints" / "best.safetensors", cfg.data.val) for s in candidates}
     n_val = next(iter(scores.values()))[1]
     chosen = args.stage or min(candidates, key=lambda s: scores[s][0])
     ckpt = runs[chosen] / "checkpoints" / "best.safetensors"
-    trained = [s for s in args.stages if s <= chosen]
+    trained = [s for s in args.stages if s <= chosen and cfg.sht.steps[s - 1] > 0]
     seconds = sum(json.loads((runs[s] / "checkpoints" / "last.json").read_text()).get("seconds", 0) for s in trained)
     table = ", ".join(f"stage {s} {scores[s][0]:.2f} %" for s in candidates)
     why = (
