@@ -295,9 +295,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import run_demo, train_demo
 
-    report = run_demo(args.out, steps=args.steps, train_faces=args.train_faces, test_faces=args.test_faces)
+    if args.train:
+        report = train_demo(args.out, steps=args.steps, train_faces=args.train_faces, test_faces=args.test_faces)
+    else:
+        report = run_demo(args.out, weights=args.weights)
     print(f"sht demo: report written to {report}")
     return 0
 
@@ -391,11 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp32", action="store_true")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("demo", help="train a small DHLN on generated faces and write a report (the main job)")
+    p = sub.add_parser("demo", help="the main job: the shipped model on real and generated tiny faces, as a report")
     p.add_argument("--out", default="demo-out")
-    p.add_argument("--steps", type=int, default=1200)
-    p.add_argument("--train-faces", type=int, default=2000)
-    p.add_argument("--test-faces", type=int, default=200)
+    p.add_argument("--weights", help="checkpoint to show instead of the release weights")
+    p.add_argument("--train", action="store_true", help="train a small DHLN on generated faces first (minutes)")
+    p.add_argument("--steps", type=int, default=1200, help="with --train: training steps")
+    p.add_argument("--train-faces", type=int, default=2000, help="with --train: generated training faces")
+    p.add_argument("--test-faces", type=int, default=200, help="with --train: generated test faces")
     p.set_defaults(func=cmd_demo)
     return ap
 
