@@ -99,8 +99,10 @@ Output: 68 landmarks in the crop's pixels and a {m.face_size} px hallucinated fa
 ## Training
 
 - Recipe: {info.get("recipe", doc.get("stage", "?"))}
-- Why this stage: {info.get("choice", "?")}
-- Data: {info.get("data", "?")}
+- Data: {info.get("data", "?")}; {info.get("faces", "?")}
+- Validation (model selection): {info.get("validation", "none recorded")}
+- Selection: {info.get("selection", "none recorded")}
+- Released: {info.get("choice", "?")}
 - Command: `{info.get("command", "?")}`
 - Machine and time: {info.get("machine", "?")}
 - Checkpoint: stage `{doc.get("stage")}`, step {doc.get("step")}, exported with `sht export ... --weights`.
@@ -118,7 +120,7 @@ Regenerate these numbers: `python benchmarks/model_card.py`.
 
 ## Known limits
 
-- Trained on {info.get("faces", "a few thousand")} labeled faces for a CPU budget
+- Trained on {info.get("faces", "a few thousand labeled faces")}, for a CPU budget
   ({info.get("machine", "?")}); it is far from the paper's GPU-scale models: expect NME around the figures above,
   worse on large poses, occlusion and faces unlike the training data.
 - The input must be a face crop in the canonical convention; other framings (tight boxes, much looser crops)
