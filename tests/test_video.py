@@ -6,6 +6,8 @@ encoded with imageio-ffmpeg; the model is the release one shipped in the package
 
 from __future__ import annotations
 
+import csv
+import json
 import subprocess
 
 import numpy as np
@@ -231,3 +233,162 @@ def test_the_lost_rule():
     assert "size changed" in cfg.lost_reason(pts, ok, crop, 13, (100, 100))
     assert "smaller" in cfg.lost_reason(pts, ok, CropBox(0, 0, 3), 3, (100, 100))
     assert "smaller" in cfg.lost_reason(pts, ok, None, 26, (100, 100))
+
+
+# --- sht detect VIDEO ----------------------------------------------------------------------------------------------
+
+
+def test_detect_video_acceptance(tmp_path, face, capsys):
+    """``sht detect clip.mp4 --out clip.json --save-overlay clip.mp4`` on a generated clip, plus CSV, the face
+    video and smoothing; the JSON and CSV agree."""
+    from sht.cli import main
+
+    frames, truth = scene(face, moving(12))
+    clip = write_mp4(tmp_path / "clip.mp4", frames)
+    out = tmp_path / "out"
+    rc = main(
+        [
+            "detect",
+            str(clip),
+            "--out",
+            str(out / "clip.json"),
+            "--save-overlay",
+            str(out / "clip.mp4"),
+            "--csv",
+            str(out / "clip.csv"),
+            "--save-face-video",
+            str(out / "face.mp4"),
+            "--smooth",
+        ]
+    )
+    assert rc == 0
+    assert "12 frame(s), 1 face id(s)" in capsys.readouterr().out
+    doc = json.loads((out / "clip.json").read_text())
+    assert doc["complete"] is True and doc["mode"] == "video" and doc["video"]["frames"] == 12
+    assert [f["frame"] for f in doc["frames"]] == list(range(12))
+    np.testing.assert_allclose([f["time"] for f in doc["frames"]], np.arange(12) / 25, atol=1e-6)
+    faces = [(fr["frame"], f) for fr in doc["frames"] for f in fr["faces"]]
+    assert len(faces) >= 11 and {f["id"] for _, f in faces} == {0}
+    for t, f in faces:
+        lm = np.array(f["landmarks"])
+        assert lm.shape == (68, 2) and np.abs(lm - truth[t]).mean() < 2.5
+        assert np.array(f["landmarks_smoothed"]).shape == (68, 2) and 0.6 <= f["score"] <= 1
+    # overlay: one frame per video frame; face video: LR | hallucinated from the face's first frame
+    ov = VideoReader(out / "clip.mp4")
+    assert ov.info.frames == 12 and ov.info.width >= W
+    fv = VideoReader(out / "face.mp4")
+    assert fv.info.frames == 12 - faces[0][0] and (fv.info.width, fv.info.height) == (260, 128)
+    # the CSV holds the same faces and points as the JSON; the smoothed CSV the smoothed points
+    rows = list(csv.DictReader((out / "clip.csv").open()))
+    smooth_rows = list(csv.DictReader((out / "clip_smoothed.csv").open()))
+    assert len(rows) == len(smooth_rows) == len(faces)
+    for row, srow, (t, f) in zip(rows, smooth_rows, faces, strict=True):
+        assert (int(row["frame"]), int(row["face_id"]), row["status"]) == (t, f["id"], f["status"])
+        pts = np.array([[float(row[f"x_{i}"]), float(row[f"y_{i}"])] for i in range(68)])
+        np.testing.assert_allclose(pts, f["landmarks"], atol=1e-3)
+        spts = np.array([[float(srow[f"x_{i}"]), float(srow[f"y_{i}"])] for i in range(68)])
+        np.testing.assert_allclose(spts, f["landmarks_smoothed"], atol=1e-3)
+        np.testing.assert_allclose([float(row[k]) for k in ("box_x0", "box_y0", "box_x1", "box_y1")], f["box"])
+        assert float(row["score"]) == pytest.approx(f["score"]) and float(row["time"]) == pytest.approx(
+            doc["frames"][t]["time"]
+        )
+    assert not list(out.glob(".*part*"))  # no temporary file left
+
+
+def test_detect_video_bad_inputs(tmp_path, face, capsys):
+    from sht.cli import main
+
+    out = tmp_path / "o.json"
+    # corrupt: one line, no JSON
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x01garbage" * 100)
+    assert main(["detect", str(tmp_path / "bad.mp4"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.mp4" in err[0] and "cannot read video" in err[0]
+    assert not out.exists()
+    # truncated without its index (moov at the end): the same
+    frames, _ = scene(face, moving(10))
+    full = write_mp4(tmp_path / "full.mp4", frames).read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(full[: len(full) // 2])
+    assert main(["detect", str(tmp_path / "cut.mp4"), "--out", str(out)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not out.exists()
+    # truncated with the index first (faststart): the frames that decode, a warning, a valid JSON
+    rng = np.random.default_rng(0)
+    noisy = [
+        Image.fromarray(np.clip(np.asarray(f) + rng.normal(0, 8, (H, W, 3)), 0, 255).astype(np.uint8)) for f in frames
+    ]
+    fast = write_mp4(tmp_path / "fast.mp4", noisy, output_params=["-movflags", "+faststart"]).read_bytes()
+    (tmp_path / "cutfast.mp4").write_bytes(fast[: len(fast) * 2 // 3])
+    assert main(["detect", str(tmp_path / "cutfast.mp4"), "--out", str(out)]) == 0
+    cap = capsys.readouterr()
+    doc = json.loads(out.read_text())
+    assert doc["complete"] and 0 < len(doc["frames"]) < 10 and doc["problems"]
+    assert "warning" in cap.err and "truncated" in cap.err
+    # no face: every frame is reported with no faces
+    blank, _ = scene(face, [None] * 5)
+    assert main(["detect", str(write_mp4(tmp_path / "blank.mp4", blank)), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert "no face found" in capsys.readouterr().out
+    assert doc["complete"] and len(doc["frames"]) == 5 and all(f["faces"] == [] for f in doc["frames"])
+    assert doc["stats"]["detector_calls"] == 5 and doc["tracks"] == {}
+    # a single frame
+    one, _ = scene(face, [(60, 30)])
+    assert (
+        main(["detect", str(write_mp4(tmp_path / "one.mp4", one)), "--out", str(out), "--csv", str(tmp_path / "o.csv")])
+        == 0
+    )
+    doc = json.loads(out.read_text())
+    assert len(doc["frames"]) == 1 and doc["frames"][0]["faces"][0]["status"] == "detected"
+    assert len((tmp_path / "o.csv").read_text().splitlines()) == 2
+    # variable frame rate: the container's times
+    vfr, times = make_vfr(tmp_path, face)
+    assert main(["detect", str(vfr), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["video"]["variable_frame_rate"]
+    np.testing.assert_allclose([f["time"] for f in doc["frames"]], times, atol=1e-3)
+    # usage errors
+    assert main(["detect", str(vfr), str(vfr), "--out", str(out)]) == 2
+    assert "one video per run" in capsys.readouterr().err
+    assert main(["detect", str(vfr), "--out", str(out), "--smooth", "gamma=2"]) == 2
+    assert "unknown smoothing parameter" in capsys.readouterr().err
+
+
+def test_detect_video_interrupted_writes_what_is_done(tmp_path, face, monkeypatch, capsys):
+    """Ctrl-C after 4 frames: the JSON and CSV hold those 4 frames and say ``complete: false``."""
+    import sht.video
+    from sht.cli import main
+
+    frames, _ = scene(face, moving(10))
+    clip = write_mp4(tmp_path / "clip.mp4", frames)
+    real = sht.video.Track.__iter__
+
+    def interrupted(self):
+        for i, res in enumerate(real(self)):
+            if i == 4:
+                raise KeyboardInterrupt
+            yield res
+
+    monkeypatch.setattr(sht.video.Track, "__iter__", interrupted)
+    out = tmp_path / "o.json"
+    rc = main(["detect", str(clip), "--out", str(out), "--csv", str(tmp_path / "o.csv")])
+    assert rc == 130 and "interrupted" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["complete"] is False and doc["interrupted"] is True and len(doc["frames"]) == 4
+    assert len((tmp_path / "o.csv").read_text().splitlines()) == 1 + sum(len(f["faces"]) for f in doc["frames"])
+
+
+@pytest.mark.slow
+def test_detect_video_4k(tmp_path, face, capsys):
+    """A 4K clip (two frames) gives a valid result: the frames are streamed, the face is found and tracked."""
+    from sht.cli import main
+
+    img, pts = face
+    big = img.resize((256, 256), Image.Resampling.BICUBIC)
+    frames, _ = scene((big, pts * 4), [(1500, 900), (1510, 900)], size=(3840, 2160))
+    clip = write_mp4(tmp_path / "4k.mp4", frames)
+    out = tmp_path / "4k.json"
+    assert main(["detect", str(clip), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["complete"] and (doc["video"]["width"], doc["video"]["height"]) == (3840, 2160)
+    assert [len(f["faces"]) for f in doc["frames"]] == [1, 1]
+    lm = np.array(doc["frames"][1]["faces"][0]["landmarks"])
+    assert np.abs(lm - (pts * 4 + [1510, 900])).mean() < 8  # px on a face whose landmark box is ~110 px

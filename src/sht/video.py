@@ -130,10 +130,19 @@ def _ffmpeg() -> str:
 
 
 def _last_error(text: str) -> str:
-    """The most telling line of ffmpeg's stderr (its last one that is not a banner or blank)."""
-    generic = ("ffmpeg version", "  ", "frame=", "Conversion failed", "Error number", "code ", "=== stderr")
+    """The most telling line of ffmpeg's stderr: its first that is not the banner, progress or a summary."""
+    generic = (
+        "ffmpeg version",
+        "  ",
+        "frame=",
+        "Conversion failed",
+        "Error number",
+        "code ",
+        "=== stderr",
+        "Error opening input file ",
+    )
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(generic)]
-    return re.sub(r"^\[[^\]]*\]\s*", "", lines[-1]) if lines else "ffmpeg could not read it"
+    return re.sub(r"^\[[^\]]*\]\s*", "", lines[0]) if lines else "ffmpeg could not read it"
 
 
 def packet_times(path: str | Path) -> np.ndarray:
