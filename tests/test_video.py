@@ -392,3 +392,23 @@ def test_detect_video_4k(tmp_path, face, capsys):
     assert [len(f["faces"]) for f in doc["frames"]] == [1, 1]
     lm = np.array(doc["frames"][1]["faces"][0]["landmarks"])
     assert np.abs(lm - (pts * 4 + [1510, 900])).mean() < 8  # px on a face whose landmark box is ~110 px
+
+
+def test_detect_video_with_a_box_on_the_first_frame(tmp_path, det, face, capsys):
+    """``--box`` replaces the face detector on the first frame (the same landmarks as photo mode with that box);
+    the face is then tracked without it."""
+    from sht.cli import main
+
+    frames, truth = scene(face, moving(5))
+    (x0, y0), (x1, y1) = truth[0].min(0), truth[0].max(0)
+    clip = write_mp4(tmp_path / "clip.mp4", frames)
+    out = tmp_path / "o.json"
+    assert main(["detect", str(clip), "--out", str(out), "--box", f"{x0},{y0},{x1},{y1}"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["face_detector"].startswith("given boxes") and doc["stats"]["detector_calls"] == 0
+    assert [[f["status"] for f in fr["faces"]] for fr in doc["frames"]] == [["detected"]] + [["tracked"]] * 4
+    first = next(iter(VideoReader(clip))).image
+    photo = det.detect(first, [(x0, y0, x1, y1)])[0].landmarks
+    np.testing.assert_allclose(doc["frames"][0]["faces"][0]["landmarks"], photo, atol=2e-3)
+    for fr in doc["frames"]:
+        assert np.abs(np.array(fr["faces"][0]["landmarks"]) - truth[fr["frame"]]).mean() < 4
