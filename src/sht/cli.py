@@ -227,11 +227,73 @@ def _detect_photos(args: argparse.Namespace, weights: Path, good: list[Path], im
     return det.predictor, results
 
 
+def _detect_video(args: argparse.Namespace, weights: Path, path: Path) -> int:
+    """Video mode: faces are detected on the first frame and tracked along the clip (:mod:`sht.video`); JSON
+    (written whole at the end or on Ctrl-C, ``complete: false`` then), CSV, overlay and face videos."""
+    from .infer import Detector
+    from .video import OneEuroConfig, TrackConfig, is_video, run_video
+
+    if args.boxes or args.show:
+        raise UsageError("--boxes and --show are for photos; for a video give --box x0,y0,x1,y1 (first frame)")
+    boxes = _read_boxes(args)
+    try:
+        smooth = OneEuroConfig.parse(args.smooth) if args.smooth is not None else None
+        cfg = TrackConfig(batch_frames=args.batch_frames, detect_every=args.detect_every, smooth=smooth)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    overlay = Path(args.save_overlay) if args.save_overlay else None
+    if overlay is not None and not is_video(overlay):
+        overlay = overlay / f"{path.stem}_overlay.mp4"
+    det = Detector(weights, device=args.device, face_detector=args.find_faces or "haar")
+    track = det.track(path, cfg, boxes=boxes)  # type: ignore[arg-type]
+    model = det.predictor
+    header = {
+        "weights": str(weights),
+        "mode": "video",
+        "convention": "x right, y down, pixels of the video frame, frame spans [0,W]x[0,H]; time in seconds",
+        "model": {"streams": model.config.model.streams, "input_size": model.input_size, "face_size": model.face_size},
+        "video": track.info.to_dict() if track.info else None,
+        "tracking": {k: v for k, v in vars(cfg).items() if k != "smooth"},
+        "smoothing": None if smooth is None else vars(smooth),
+        "face_detector": det.face_detector_name if boxes is None else "given boxes, then " + det.face_detector_name,
+    }
+    res = run_video(
+        track,
+        args.out,
+        header,
+        csv_path=args.csv,
+        overlay=overlay,
+        face_video=args.save_face_video,
+        face_id=args.face_id,
+        faces_dir=args.save_faces,
+    )
+    st = res["stats"]
+    for problem in res["problems"]:
+        print(f"sht detect: warning: {problem}", file=sys.stderr)
+    ids = len(res["tracks"])
+    lost = sum(len(t["lost_at"]) for t in res["tracks"].values())
+    what = f"{ids} face id(s), {lost} loss(es)" if ids else "no face found"
+    print(
+        f"sht detect: {st['frames']} frame(s), {what}, {st['detector_calls']} face-detector call(s) -> "
+        + ", ".join(res["outputs"].values())
+    )
+    if res["interrupted"]:
+        print(f"sht detect: interrupted; the {st['frames']} frame(s) done are written (complete: false)")
+        return 130
+    return 0
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from .data.formats import load_image
     from .infer import release_weights
+    from .video import is_video
 
     weights = Path(args.weights) if args.weights else release_weights()
+    videos = [Path(p) for p in args.inputs if is_video(p)]
+    if videos:
+        if len(args.inputs) > 1:
+            raise UsageError(f"one video per run (got {len(args.inputs)} inputs with {len(videos)} video(s))")
+        return _detect_video(args, weights, videos[0])
     photo = args.find_faces is not None or args.box is not None or args.boxes is not None
     if photo:
         _read_boxes(args)  # refuse a bad --box/--boxes before any work
@@ -379,12 +441,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--boxes",
         help="photo mode with boxes from a file: JSON {image: [[x0,y0,x1,y1],...]} or lines 'image x0 y0 x1 y1'",
     )
-    p.add_argument("--save-overlay", help="folder for LR | hallucinated | landmarks-on-input panels")
+    p.add_argument(
+        "--save-overlay",
+        help="folder for LR | hallucinated | landmarks-on-input panels; for a video: the overlay video (OUT.mp4)",
+    )
     p.add_argument("--show", action="store_true", help="open the overlay panels in an image viewer")
     p.add_argument("--out", required=True, help="output JSON")
-    p.add_argument("--save-faces", help="folder for the hallucinated faces (<input stem>.png)")
+    p.add_argument("--save-faces", help="folder for the hallucinated faces (<input stem>.png; video: f<frame>_id<id>)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
+    v = p.add_argument_group("video inputs (.mp4, .avi, .mov, .mkv, .webm, .m4v): faces are tracked along the clip")
+    v.add_argument("--csv", help="also write the per-frame landmarks as CSV (frame, time, face id, box, score, 68 pts)")
+    v.add_argument("--save-face-video", help="LR crop | hallucinated face video of one face (OUT.mp4)")
+    v.add_argument("--face-id", type=int, help="the face of --save-face-video (default: the first one found)")
+    v.add_argument(
+        "--smooth",
+        nargs="?",
+        const="",
+        metavar="min_cutoff=1,beta=5,d_cutoff=1",
+        help="add One-Euro smoothed landmarks (landmarks_smoothed; <csv>_smoothed.csv); raw ones are kept",
+    )
+    v.add_argument("--batch-frames", type=int, default=8, help="frames per batched network call (default 8)")
+    v.add_argument(
+        "--detect-every", type=int, default=0, help="also run the face detector every N frames for new faces"
+    )
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("export", help="export DHLN (not FPTN): release weights and/or ONNX with a dynamic batch")

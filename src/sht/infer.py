@@ -8,10 +8,10 @@ image spanning ``[0, W] x [0, H]``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from .data.heatmaps import HeatmapCodec
 from .data.transforms import crop_image
 from .faces import FaceBox, crop_size_for, make_face_detector, refine_crops
 from .models.dhln import DHLN
+
+if TYPE_CHECKING:
+    from .video import Track, TrackConfig
 
 
 def _to_tensor(img: Image.Image, cap: int) -> torch.Tensor:
@@ -161,7 +164,8 @@ class Detector:
     ``landmarks(crop)`` / ``hallucinate(crop)`` take canonical face crops of any size (e.g. 16x16);
     ``detect(photo, boxes=None)`` finds faces (OpenCV Haar cascade, or dlib's HOG detector with
     ``face_detector='dlib'``), crops them canonically, refines the crop with the landmarks and returns landmarks in
-    photo coordinates. Works on CPU or CUDA (``device``)."""
+    photo coordinates; ``track(video)`` follows the faces of a video with stable ids (:mod:`sht.video`). The face
+    detector is :meth:`face_detector` (one place to change it). Works on CPU or CUDA (``device``)."""
 
     def __init__(
         self,
@@ -204,6 +208,23 @@ class Detector:
         if self._face_detector is None:
             self._face_detector = make_face_detector(self.face_detector_name)
         return self._face_detector
+
+    def track(
+        self,
+        frames: str | Path | Iterable[Any],
+        config: TrackConfig | None = None,
+        fps: float = 30.0,
+        boxes: Sequence[Sequence[float]] | None = None,
+        face_detector: Callable[[Image.Image], list[FaceBox]] | None = None,
+    ) -> Track:
+        """Landmarks of every face along a video (a path, or an iterable of frames / PIL images / arrays at
+        ``fps``), tracked from frame to frame with stable ids: iterate the result for one
+        :class:`sht.video.FrameResult` per frame (see :mod:`sht.video` for the tracking and lost rules).
+        ``boxes``: face boxes on the first frame instead of the face detector; ``face_detector``: another one than
+        :meth:`face_detector` for this clip (a callable with a ``calibration``)."""
+        from .video import Track
+
+        return Track(self, frames, config, fps=fps, boxes=boxes, face_detector=face_detector)
 
     def detect(self, image: Image.Image, boxes: Sequence[Sequence[float]] | None = None) -> list[Face]:
         """Faces of a photo: detector boxes (or ``boxes``, ``(x0, y0, x1, y1)`` given instead of the face

@@ -54,7 +54,8 @@ def canonical_box(points: np.ndarray, margin: float = 1.3) -> CropBox:
 def crop_image(img: Image.Image, box: CropBox, size: int) -> Image.Image:
     """Resample ``box`` of ``img`` to ``size`` x ``size`` RGB (bicubic; black outside the image)."""
     s = box.side / size
-    return img.convert("RGB").transform(
+    src = img if img.mode == "RGB" else img.convert("RGB")  # no copy of a (large) RGB video frame per crop
+    return src.transform(
         (size, size), Image.Transform.AFFINE, (s, 0, box.x0, 0, s, box.y0), resample=Image.Resampling.BICUBIC
     )
 
