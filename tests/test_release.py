@@ -53,7 +53,6 @@ def test_detector_on_generated_faces_at_16_px():
         bic = np.asarray(lr.resize((128, 128), Image.Resampling.BICUBIC))
         gains.append(psnr_y(np.asarray(pred.face), hr)[0] - psnr_y(bic, hr)[0])
     # generated faces are outside the training distribution (real faces): the detector still localises them
-    # (measured at release: NME_io 5.8 %, +1.8 dB over bicubic)
     assert np.mean(errs) < 0.09, errs
     assert np.mean(gains) > 1.0, gains
 
@@ -79,7 +78,7 @@ def test_detect_astronaut_full_photo_and_16_px_crop(astronaut):
     hr_img, hr_pts, _ = canonical_crop(astronaut, pts, 128, det.config.data.margin)
     lr16 = degrade(hr_img, 16)
     low = det.landmarks(lr16) * 8
-    assert nme(low[None], hr_pts[None], "inter_ocular")[0] < 0.05  # measured: 2.0 %
+    assert nme(low[None], hr_pts[None], "inter_ocular")[0] < 0.05
 
 
 def test_astronaut_at_16_px_against_dlib_teacher(astronaut):
@@ -91,10 +90,10 @@ def test_astronaut_at_16_px_against_dlib_teacher(astronaut):
     assert ref is not None
     det = Detector()
     full = det.detect(astronaut)[0].landmarks
-    assert nme(full[None], ref[None], "inter_ocular")[0] < 0.05  # measured: 2.4 %
+    assert nme(full[None], ref[None], "inter_ocular")[0] < 0.05
     hr_img, hr_pts, _ = canonical_crop(astronaut, ref, 128, det.config.data.margin)
     low = det.landmarks(degrade(hr_img, 16)) * 8
-    assert nme(low[None], hr_pts[None], "inter_ocular")[0] < 0.06  # measured: 2.9 %
+    assert nme(low[None], hr_pts[None], "inter_ocular")[0] < 0.06
 
 
 def test_cli_detect_astronaut_at_16_px_uses_shipped_weights(astronaut, tmp_path):
