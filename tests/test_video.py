@@ -399,8 +399,15 @@ def test_detect_video_with_a_box_on_the_first_frame(tmp_path, det, face, capsys)
     the face is then tracked without it."""
     from sht.cli import main
 
+    from sht.data.transforms import canonical_box
+    from sht.faces import HAAR_CALIBRATION as cal
+
     frames, truth = scene(face, moving(5))
-    (x0, y0), (x1, y1) = truth[0].min(0), truth[0].max(0)
+    # the box a face detector would give for this face: the inverse of its calibration to the canonical crop
+    c = canonical_box(truth[0], 1.3)
+    w = c.side / cal.scale
+    bx, by = c.x0 + c.side / 2 - cal.dx * w, c.y0 + c.side / 2 - cal.dy * w
+    x0, y0, x1, y1 = bx - w / 2, by - w / 2, bx + w / 2, by + w / 2
     clip = write_mp4(tmp_path / "clip.mp4", frames)
     out = tmp_path / "o.json"
     assert main(["detect", str(clip), "--out", str(out), "--box", f"{x0},{y0},{x1},{y1}"]) == 0
