@@ -142,11 +142,16 @@ class FPTNConfig:
     D_A/D_S, the VGG-19 conv1_2 weights of the perceptual loss (``vgg_weights``; empty = not configured) and
     the Adam settings of generator and discriminators. ``face_size`` > 0 runs FPTN, its discriminators and the
     perceptual loss on faces resized (bilinear, antialiased) to that size (a CPU saving; 0 = the model's face
-    size, as in the paper)."""
+    size, as in the paper). ``warp`` > 0 (not in the paper; 0 there) adds a landmark-driven warp in front of the
+    PATB network: the condition face is resampled so that its landmarks land on the target's (a least-squares
+    similarity plus Gaussian-weighted landmark residuals of that radius, as a fraction of the face size;
+    :func:`sht.models.fptn.landmark_warp`) and given to the encoder beside the condition face, which makes the
+    output depend on every landmark's position from the first step."""
 
     channels: int = 64
     max_channels: int = 256
     face_size: int = 0
+    warp: float = 0.0
     downsample: int = 2
     blocks: int = 6
     norm: str = "instance"
@@ -167,6 +172,7 @@ class FPTNConfig:
         for key, low in (
             ("channels", 1),
             ("face_size", 0),
+            ("warp", 0),
             ("downsample", 0),
             ("blocks", 1),
             ("disc_channels", 1),
@@ -443,6 +449,11 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
     for item in overrides or []:
         layers.append(_parse_override(item))
     return build_config(*layers)
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """``cfg`` with ``key.sub=value`` overrides applied (validated like :func:`load_config`'s)."""
+    return build_config(config_to_dict(cfg), *(_parse_override(o) for o in overrides))
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
