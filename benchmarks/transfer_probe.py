@@ -15,7 +15,8 @@ changes it) and held-out labeled pairs: the validation identities of the low-res
   48-67); ``cosine_terms`` per weighted term; ``supervised_cosine`` the same for the supervised heatmap loss (a
   reference that must be clearly positive).
 
-The variant's entry in ``benchmarks/results/transfer_probe.json`` (a list) is replaced or appended.
+The variant's entry in ``benchmarks/results/transfer_probe.json`` (a list) is replaced or appended, and the
+``transfer-probe`` block of ``benchmarks/RESULTS.md`` is rewritten from every entry.
 
     python benchmarks/transfer_probe.py --variant fptn64 --dhln runs/x/1-dhln --fptn runs/x/2-fptn
 """
@@ -31,8 +32,10 @@ from pathlib import Path
 
 import torch
 from lowres_data import load_lowres_data
+from results_block import update_block
 
 from sht.config import apply_overrides, build_config, config_to_dict
+from sht.report import markdown_table
 from sht.train.checkpoint import read_checkpoint
 from sht.train.probe import displacement_losses, position_cosines, probe_batches
 from sht.train.stages import JointStage
@@ -92,6 +95,42 @@ def probe(args: argparse.Namespace) -> dict:
     return entry
 
 
+def block(rows: list[dict]) -> str:
+    """The RESULTS.md table of every probed variant."""
+
+    def f(v: float | None, digits: int = 3) -> str:
+        return "-" if v is None else f"{v:+.{digits}f}"
+
+    table = []
+    for r in rows:
+        d = r["displacement_loss"]
+        curve = "-" if d is None else " / ".join(f"{d[k]:.4f}" for k in ("0", "2", "5", "10"))
+        regions = r["cosine_by_region"] or {}
+        terms = ", ".join(f"{k} {v:+.3f}" for k, v in r["cosine_terms"].items())
+        table.append(
+            [r["variant"], curve, {True: "yes", False: "**no**", None: "-"}[r["monotonic"]], f(r["cosine"])]
+            + [f(regions.get(k)) for k in ("contour", "brows", "nose", "eyes", "mouth")]
+            + [terms or "-", f(r["supervised_cosine"]), f"{r['prediction_nme_io']:.2f}"]
+        )
+    head = ["variant", "transfer loss at 0 / 2 / 5 / 10 % IOD", "rises", "cosine", "contour", "brows", "nose"]
+    head += ["eyes", "mouth", "cosine per term", "supervised (ref.)", "pred. NME_io %"]
+    first = rows[0]
+    lines = [
+        f"Held-out pairs: {first['pairs']} pairs of the benchmark's validation identities ({first['held_out']}; "
+        f"never trained on, never Helen test), {first['lr_size']} px LR, pair augmentation as in training. "
+        "Cosine: mean over landmarks of cos(-dL/dp, p_true - p_pred) for the SHT pair terms with the variant's "
+        "weights -- **positive = the loss pulls the landmark toward the truth**; `supervised` is the same for the "
+        "supervised heatmap loss (reference). `pred. NME_io`: DHLN's error on these pairs.",
+        "",
+        markdown_table(head, table),
+        "",
+        "Regenerate each row (`benchmarks/results/transfer_probe.json` has the configs and these commands):",
+        "",
+        *[f"- {r['variant']}: `{r['command']}`" for r in rows],
+    ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", required=True, help="name of the entry in the JSON")
@@ -104,6 +143,7 @@ def main() -> None:
     ap.add_argument("--cache", default=str(HERE.parent / ".cache" / "sht"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(HERE / "results" / "transfer_probe.json"))
+    ap.add_argument("--results", default=str(HERE / "RESULTS.md"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     entry = probe(args)
@@ -112,6 +152,7 @@ def main() -> None:
     rows = json.loads(out.read_text()) if out.exists() else []
     rows = [r for r in rows if r.get("variant") != args.variant] + [entry]
     out.write_text(json.dumps(rows, indent=1) + "\n")
+    update_block(args.results, "transfer-probe", block(rows))
     show = {k: entry[k] for k in ("variant", "displacement_loss", "monotonic", "cosine", "cosine_by_region")}
     show.update(cosine_terms=entry["cosine_terms"], supervised=entry["supervised_cosine"])
     print(json.dumps(show, indent=1))

@@ -319,7 +319,8 @@ def test_fptn_config_defaults_presets_and_validation():
     )
     assert paper.betas == [0.5, 0.999] and paper.vgg_weights == "" and paper.spectral_norm
     small = load_config("small").fptn
-    assert (small.channels, small.max_channels, small.blocks) == (16, 32, 3)
+    assert (small.channels, small.max_channels, small.blocks, small.face_size, small.warp) == (32, 64, 3, 64, 0.06)
+    assert paper.face_size == 0 and paper.warp == 0
     assert load_config("small", ["fptn.vgg_weights=/x/w.npz"]).fptn.vgg_weights == "/x/w.npz"
     for override, message in (("fptn.norm=group", "fptn.norm"), ("fptn.disc_norm=layer", "fptn.disc_norm")):
         with pytest.raises(ConfigError) as err:

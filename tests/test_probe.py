@@ -14,7 +14,14 @@ from sht.models.dhln import DHLNOutput
 from sht.train.probe import cosine_summary, displacement_losses, position_cosines, probe_batches
 from sht.train.stages import JointStage
 
-FPTN_TINY = ["fptn.channels=8", "fptn.max_channels=16", "fptn.blocks=2", "fptn.disc_channels=8", "fptn.disc_layers=2"]
+FPTN_TINY = [
+    "fptn.channels=8",
+    "fptn.max_channels=16",
+    "fptn.blocks=2",
+    "fptn.disc_channels=8",
+    "fptn.disc_layers=2",
+    "fptn.face_size=0",
+]
 
 
 class Painter(nn.Module):
@@ -52,7 +59,9 @@ class FakeDHLN(nn.Module):
 
 
 def _stage(synth_faces, fptn: type[Painter], error: float = 3.0):
-    cfg = tiny_config(*FPTN_TINY, "sht.lambda_gan=0", "sht.lambda_perceptual=0", "sht.lambda_l1=1")
+    cfg = tiny_config(
+        *FPTN_TINY, "sht.lambda_gan=0", "sht.lambda_perceptual=0", "sht.lambda_l1=1", "sht.fptn_lambdas=[0,1,0]"
+    )
     stage = JointStage(cfg, torch.device("cpu"), train_faces=synth_faces)
     net = fptn(stage.t.size)
     stage.t.fptn = stage.t.fptn_net = net

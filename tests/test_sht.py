@@ -13,7 +13,14 @@ from sht.train import FPTNStage, JointStage, Trainer, run_recipe
 from sht.train.logging import read_metrics
 from sht.train.stages import swap_views
 
-FPTN_TINY = ["fptn.channels=8", "fptn.max_channels=16", "fptn.blocks=2", "fptn.disc_channels=8", "fptn.disc_layers=2"]
+FPTN_TINY = [
+    "fptn.channels=8",
+    "fptn.max_channels=16",
+    "fptn.blocks=2",
+    "fptn.disc_channels=8",
+    "fptn.disc_layers=2",
+    "fptn.face_size=0",
+]
 
 
 @pytest.fixture(scope="module")
@@ -148,12 +155,19 @@ def test_discriminator_conditions_are_detached_in_dhln_update(synth_faces, vgg_f
     """sht.detach_condition: with FPTN's output made independent of its inputs, the adversarial term can reach
     DHLN only through D_A's condition face and D_S's target heatmaps: not at all when they are detached."""
     torch.manual_seed(0)
-    cfg = cfg_for(vgg_file, f"sht.detach_condition={detach}", "sht.lambda_l1=0", "sht.lambda_perceptual=0")
+    cfg = cfg_for(
+        vgg_file,
+        f"sht.detach_condition={detach}",
+        "sht.lambda_gan=0.05",
+        "sht.lambda_l1=0",
+        "sht.lambda_perceptual=0",
+        "sht.freeze_fptn=false",
+    )
     stage = JointStage(cfg, torch.device("cpu"), train_faces=synth_faces)
     stage.t.fptn_net = lambda cond, a, b: torch.full_like(cond, 0.5)
     lab, out = _dhln_pass(stage)
     terms, _ = stage.pair_terms([out.final_heatmaps], [out.face], [lab], [False])
-    assert set(terms) == {"adversarial", "l1"}
+    assert {"adversarial", "l1"} <= set(terms)
     if terms["adversarial"].requires_grad:  # detached: nothing below the loss is trainable any more
         terms["adversarial"].backward()
     reached = [n for n, p in stage.model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]

@@ -244,11 +244,18 @@ class TransferParts:
         return {"train/discriminator": loss.detach()}
 
     def generator_terms(
-        self, cond: torch.Tensor, target_heatmaps: torch.Tensor, generated: torch.Tensor, target: torch.Tensor
+        self,
+        cond: torch.Tensor,
+        target_heatmaps: torch.Tensor,
+        generated: torch.Tensor,
+        target: torch.Tensor,
+        weights: tuple[float, ...] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The unweighted terms of Eq. 5 (generator side), with the discriminators frozen for this pass."""
+        """The unweighted terms of Eq. 5 (generator side), with the discriminators frozen for this pass; with
+        ``weights`` (gan, l1, perceptual) only the terms that some weight uses are computed."""
         fake_logits = None
-        if self.adversarial:
+        vgg = self.vgg if weights is None or weights[2] > 0 else None
+        if self.adversarial and (weights is None or weights[0] > 0):
             trainable = [p.requires_grad for p in self.d_params]
             for p in self.d_params:
                 p.requires_grad_(False)
@@ -257,7 +264,7 @@ class TransferParts:
             finally:
                 for p, t in zip(self.d_params, trainable, strict=True):
                     p.requires_grad_(t)
-        return pose_transfer_terms(generated, target, fake_logits, self.vgg, self.cfg.sht.perceptual_size)
+        return pose_transfer_terms(generated, target, fake_logits, vgg, self.cfg.sht.perceptual_size)
 
     def generator_loss(
         self, cond: torch.Tensor, target_heatmaps: torch.Tensor, generated: torch.Tensor, target: torch.Tensor
@@ -521,7 +528,8 @@ class JointStage:
         net = self.t.fptn if self.frozen else self.t.fptn_net
         gen = net(cond, hm_con, hm_tar)  # one pass for all groups (one DDP forward per backward)
         d_cond, d_hm = (cond.detach(), hm_tar.detach()) if sht.detach_condition else (cond, hm_tar)
-        terms.update(self.t.generator_terms(d_cond, d_hm, gen, target))
+        used = sht.dhln_weights if self.frozen else tuple(map(max, sht.dhln_weights, sht.fptn_weights))
+        terms.update(self.t.generator_terms(d_cond, d_hm, gen, target, used))
         return terms, {"cond": cond, "hm_real": hm_real, "hm_tar": hm_tar, "target": target, "gen": gen}
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
