@@ -9,19 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import tiny_config
+from conftest import FPTN_TINY, tiny_config
 from sht.models.dhln import DHLNOutput
 from sht.train.probe import cosine_summary, displacement_losses, position_cosines, probe_batches
 from sht.train.stages import JointStage
-
-FPTN_TINY = [
-    "fptn.channels=8",
-    "fptn.max_channels=16",
-    "fptn.blocks=2",
-    "fptn.disc_channels=8",
-    "fptn.disc_layers=2",
-    "fptn.face_size=0",
-]
 
 
 class Painter(nn.Module):

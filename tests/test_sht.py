@@ -6,21 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import FPTN_TINY, tiny_config
 from sht.data.formats import DataError
 from sht.models import VGG19Conv12
 from sht.train import FPTNStage, JointStage, Trainer, run_recipe
 from sht.train.logging import read_metrics
 from sht.train.stages import swap_views
-
-FPTN_TINY = [
-    "fptn.channels=8",
-    "fptn.max_channels=16",
-    "fptn.blocks=2",
-    "fptn.disc_channels=8",
-    "fptn.disc_layers=2",
-    "fptn.face_size=0",
-]
 
 
 @pytest.fixture(scope="module")
