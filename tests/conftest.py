@@ -46,6 +46,17 @@ TINY = [
 ]
 
 
+# a tiny FPTN and discriminators, on the tiny config's own face size
+FPTN_TINY = [
+    "fptn.channels=8",
+    "fptn.max_channels=16",
+    "fptn.blocks=2",
+    "fptn.disc_channels=8",
+    "fptn.disc_layers=2",
+    "fptn.face_size=0",
+]
+
+
 def tiny_config(*overrides: str) -> Config:
     """A model small enough to train for a few steps in a second (32 px faces, 16 px input)."""
     return load_config("small", TINY + list(overrides))

@@ -65,3 +65,32 @@ def test_bad_files(tmp_path):
         load_config(lst)
     with pytest.raises(ConfigError, match="unknown preset"):
         build_config({"preset": "huge"})
+
+
+def test_sht_gradient_paths_paper_and_corrected():
+    """The paper presets keep the literal reading of Eq. 5-9; the other presets the corrected gradient paths."""
+    for name in ("paper", "paper-m"):
+        s = load_config(name).sht
+        paths = (s.detach_condition, s.real_heatmaps, s.fptn_heatmaps, s.add_unlabeled)
+        assert paths == (False, "predicted", "raw", False)
+        assert (s.lambda_gan, s.lambda_l1, s.lambda_perceptual) == (0.05, 0.01, 0.01)
+        assert s.fptn_lambdas == [] and s.fptn_weights == s.dhln_weights and not s.freeze_fptn
+        assert s.lambda_equivariance == 0
+    small = load_config("small").sht
+    assert (small.detach_condition, small.real_heatmaps, small.fptn_heatmaps) == (True, "truth", "rendered")
+    assert small.add_unlabeled
+    s = load_config("small", ["sht.fptn_lambdas=[0.01,1,1]"]).sht
+    assert s.fptn_weights == (0.01, 1.0, 1.0) and s.dhln_weights == (s.lambda_gan, s.lambda_l1, s.lambda_perceptual)
+    off = load_config("small", ["sht.lambda_gan=0", "sht.lambda_l1=0", "sht.lambda_perceptual=0"]).sht
+    assert not off.uses_transfer
+    for override, message in (
+        ("sht.real_heatmaps=gt", "sht.real_heatmaps"),
+        ("sht.fptn_heatmaps=soft", "sht.fptn_heatmaps"),
+        ("sht.fptn_lambdas=[1,2]", "sht.fptn_lambdas"),
+        ("sht.decode_radius=0", "sht.decode_radius"),
+        ("sht.lambda_equivariance=-1", "lambda"),
+        ("fptn.face_size=-64", "fptn.face_size"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            load_config("small", [override])
+        assert message in str(err.value) and "\n" not in str(err.value)

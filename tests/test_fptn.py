@@ -21,6 +21,7 @@ from sht.models import (
     VGG19Conv12,
     make_norm,
 )
+from sht.models.fptn import landmark_warp, similarity_fit
 
 REAL_VGG = Path(__file__).resolve().parents[2] / "shared/data/vgg19/vgg19_block1_caffe_bgr.npz"
 TINY = FPTNConfig(channels=8, max_channels=16, downsample=2, blocks=2)
@@ -318,9 +319,63 @@ def test_fptn_config_defaults_presets_and_validation():
     )
     assert paper.betas == [0.5, 0.999] and paper.vgg_weights == "" and paper.spectral_norm
     small = load_config("small").fptn
-    assert (small.channels, small.max_channels, small.blocks) == (16, 32, 3)
+    assert (small.channels, small.max_channels, small.blocks, small.face_size, small.warp) == (32, 64, 3, 64, 0.06)
+    assert paper.face_size == 0 and paper.warp == 0
     assert load_config("small", ["fptn.vgg_weights=/x/w.npz"]).fptn.vgg_weights == "/x/w.npz"
     for override, message in (("fptn.norm=group", "fptn.norm"), ("fptn.disc_norm=layer", "fptn.disc_norm")):
         with pytest.raises(ConfigError) as err:
             load_config("small", [override])
         assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_similarity_fit_recovers_a_similarity():
+    g = torch.Generator().manual_seed(0)
+    src = torch.rand(2, 10, 2, generator=g) * 50
+    ang, sc = torch.tensor([0.3, -0.5]), torch.tensor([1.2, 0.8])
+    rot = torch.stack(
+        [torch.stack([sc * ang.cos(), -sc * ang.sin()], -1), torch.stack([sc * ang.sin(), sc * ang.cos()], -1)], -2
+    )
+    dst = src @ rot.transpose(1, 2) + torch.tensor([[[3.0, -4.0]], [[10.0, 2.0]]])
+    t = similarity_fit(src, dst)
+    torch.testing.assert_close(src @ t[:, :, :2].transpose(1, 2) + t[:, None, :, 2], dst, atol=1e-4, rtol=0)
+
+
+def test_landmark_warp_moves_the_face_to_the_target_landmarks():
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 32, 32)
+    pts = torch.rand(1, 12, 2) * 20 + 6
+    torch.testing.assert_close(landmark_warp(image, pts, pts, 0.1), image, atol=1e-5, rtol=0)  # same pose
+    # target = condition shifted by 3 px: the warp shifts the image by 3 px (inside, away from the border)
+    out = landmark_warp(image, pts, pts + torch.tensor([3.0, 0.0]), 0.1)
+    torch.testing.assert_close(out[..., 4:28, 6:28], image[..., 4:28, 3:25], atol=1e-5, rtol=0)
+    # one landmark moved: the image moves near it only, and the warp has a gradient for that landmark
+    tar = pts.clone().requires_grad_(True)
+    moved = tar + torch.tensor([2.0, 0.0]) * (torch.arange(12) == 0).float()[None, :, None]
+    out = landmark_warp(image, pts, moved, 0.05)
+    (out * torch.rand_like(out)).sum().backward()
+    assert tar.grad is not None and tar.grad[0, 0].abs().sum() > 0
+
+
+def test_fptn_with_warp_depends_on_the_pose():
+    torch.manual_seed(0)
+    cfg = FPTNConfig(channels=8, max_channels=16, downsample=2, blocks=2, warp=0.08)
+    g = FPTN(cfg, num_landmarks=5, face_size=32)
+    assert _convs(g.image_encoder)[0].in_channels == 6
+    image = torch.rand(2, 3, 32, 32)
+    c = torch.arange(16, dtype=torch.float32) + 0.5
+
+    def render(p):
+        return torch.exp(
+            -(
+                (c[None, None, None, :] - p[..., 0, None, None] / 2) ** 2
+                + (c[None, None, :, None] - p[..., 1, None, None] / 2) ** 2
+            )
+            / 2
+        )
+
+    pts = torch.rand(2, 5, 2) * 16 + 8
+    target = (pts + 2.0).requires_grad_(True)
+    out = g(image, render(pts), render(target))
+    assert out.shape == (2, 3, 32, 32)
+    out.mean().backward()
+    assert target.grad is not None and target.grad.abs().sum() > 0

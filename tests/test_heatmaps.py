@@ -62,3 +62,65 @@ def test_bad_arguments():
         HeatmapCodec(128, 32, 1.0, "mean")
     with pytest.raises(ValueError, match="sigma"):
         HeatmapCodec(128, 32, 0.0)
+
+
+def test_local_soft_argmax_decodes_gaussians_and_is_differentiable():
+    codec = HeatmapCodec(128, 32, 1.5)
+    g = torch.Generator().manual_seed(1)
+    pts = torch.rand(3, 68, 2, generator=g) * 80 + 24
+    hm = codec.encode(pts)
+    dec = codec.local_soft_argmax(hm, radius=4)
+    assert (dec - pts).abs().max() * codec.scale < 0.015  # heatmap pixels
+    # background noise far from the peak does not move it (the whole-map soft-argmax is pulled to the centre)
+    far = hm.clone()
+    far[..., 0:2, 0:2] += 0.5  # a blob in the corner, far from most peaks
+    keep = (pts * codec.scale > 8).all(-1)
+    assert ((codec.local_soft_argmax(far, 4) - pts).abs()[keep]).max() * codec.scale < 0.015
+    assert ((codec.soft_argmax(far) - pts).abs()[keep]).mean() * codec.scale > 0.1
+    x = hm.clone().requires_grad_(True)
+    codec.local_soft_argmax(x, 4)[..., 0].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    empty = torch.zeros(1, 1, 32, 32) - 1.0
+    assert torch.isfinite(codec.local_soft_argmax(empty, 4)).all()
+
+
+def test_rendering_is_differentiable_in_the_points():
+    codec = HeatmapCodec(64, 16, 1.0)
+    p = torch.tensor([[[20.3, 30.7]]], requires_grad=True)
+    target = codec.encode(torch.tensor([[[24.0, 28.0]]]))
+    ((codec.encode(p) - target) ** 2).sum().backward()
+    assert p.grad is not None
+    # the descent direction moves the point toward the target
+    assert p.grad[0, 0, 0] < 0 and p.grad[0, 0, 1] > 0
+
+
+def test_translate_has_the_exact_first_order_derivative():
+    """d/d offset of a loss of translate(H, offset) at 0 = d/d p of the same loss of encode(p + offset)."""
+    codec = HeatmapCodec(128, 32, 1.5)
+    g = torch.Generator().manual_seed(2)
+    pts = torch.rand(2, 5, 2, generator=g) * 80 + 24
+    weights = torch.rand(2, 5, 32, 32, generator=g)
+    offset = torch.zeros(2, 5, 2, requires_grad=True)
+    hm = codec.encode(pts)
+    assert torch.equal(codec.translate(hm, torch.zeros(2, 5, 2)), hm)
+    (codec.translate(hm, offset) * weights).sum().backward()
+    moved = pts.clone().requires_grad_(True)
+    (codec.encode(moved) * weights).sum().backward()
+    assert offset.grad is not None and moved.grad is not None
+    rel = (offset.grad - moved.grad).norm() / moved.grad.norm()
+    assert rel < 0.03  # five-point differences of a sigma-1.5 Gaussian
+
+
+def test_warp_moves_heatmaps_with_the_view_transform():
+    codec = HeatmapCodec(64, 16, 1.0)
+    pts = torch.tensor([[[20.0, 30.0], [40.0, 18.0]]])
+    # a 90-degree rotation about the face centre plus a shift of 8 image px (2 heatmap px): grid to grid
+    t = torch.tensor([[[0.0, -1.0, 64.0 + 8.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]], dtype=torch.float64)
+    moved = (torch.cat([pts, torch.ones(1, 2, 1)], -1).double() @ t.transpose(1, 2))[..., :2].float()
+    warped, mask = codec.warp(codec.encode(pts), t)
+    assert warped.shape == (1, 2, 16, 16) and mask.shape == (1, 1, 16, 16)
+    assert 0 < mask.sum() < 256  # the shift moves part of the view outside
+    torch.testing.assert_close(warped * mask, codec.encode(moved) * mask, atol=1e-5, rtol=0)
+    ident, full = codec.warp(codec.encode(pts), torch.eye(3, dtype=torch.float64)[None])
+    assert full.sum() == 256
+    torch.testing.assert_close(ident, codec.encode(pts), atol=1e-6, rtol=0)

@@ -5,7 +5,7 @@ import torch
 
 from sht.config import LossConfig
 from sht.data.heatmaps import HeatmapCodec
-from sht.losses import dhln_loss, gradient_loss, gradient_map, heatmap_mse
+from sht.losses import dhln_loss, equivariance_loss, gradient_loss, gradient_map, heatmap_mse
 
 
 def test_gradient_map_is_central_differences_per_channel():
@@ -48,3 +48,31 @@ def test_eq4_weights_and_label_free_variant():
     free = dhln_loss(hm, face, None, hr, cfg, labeled=False)
     assert "heatmap" not in free.parts
     assert free.total.item() == pytest.approx((expect - sum(((h - target) ** 2).mean() for h in hm)).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("foreground_weight", [0.0, 10.0])
+def test_equivariance_loss_zero_for_equivariant_heatmaps_positive_otherwise(foreground_weight):
+    """H_k = T(H_j) exactly (a 90-degree rotation and a whole-pixel shift map pixel centres onto pixel centres,
+    so bilinear resampling is exact): zero. Any landmark moved in one view: positive, with gradients into both."""
+    codec = HeatmapCodec(64, 16, 1.0)
+    g = torch.Generator().manual_seed(0)
+    pts_j = torch.rand(3, 5, 2, generator=g) * 30 + 17
+    t = torch.tensor([[0.0, 1.0, 4.0], [-1.0, 0.0, 64.0], [0.0, 0.0, 1.0]], dtype=torch.float64).repeat(3, 1, 1)
+    pts_k = (torch.cat([pts_j, torch.ones(3, 5, 1)], -1).double() @ t.transpose(1, 2))[..., :2].float()
+    h_j, h_k = codec.encode(pts_j), codec.encode(pts_k)
+    assert equivariance_loss(h_j, h_k, t, codec, foreground_weight) < 1e-10
+    wrong = codec.encode(pts_k + torch.tensor([6.0, -4.0]) * (torch.arange(5) == 2).float()[None, :, None])
+    hj = h_j.clone().requires_grad_(True)
+    hk = wrong.clone().requires_grad_(True)
+    loss = equivariance_loss(hj, hk, t, codec, foreground_weight)
+    assert loss > 1e-4
+    loss.backward()
+    assert hj.grad is not None and hk.grad is not None
+    assert hk.grad[:, 2].abs().sum() > 0 and hj.grad[:, 2].abs().sum() > 0  # the moved landmark, both views
+    assert hk.grad[:, 0].abs().sum() < 1e-6 * hk.grad[:, 2].abs().sum() + 1e-12  # the others agree already
+    # a general similarity (scale and rotation): small for equivariant points, far larger when one is moved
+    s = torch.tensor([[0.9, -0.3, 12.0], [0.3, 0.9, -5.0], [0.0, 0.0, 1.0]], dtype=torch.float64).repeat(3, 1, 1)
+    pts_s = (torch.cat([pts_j, torch.ones(3, 5, 1)], -1).double() @ s.transpose(1, 2))[..., :2].float()
+    good = equivariance_loss(h_j, codec.encode(pts_s), s, codec, foreground_weight)
+    bad = equivariance_loss(h_j, codec.encode(pts_s + 5.0), s, codec, foreground_weight)
+    assert bad > 5 * good

@@ -398,7 +398,6 @@ def test_detect_video_with_a_box_on_the_first_frame(tmp_path, det, face, capsys)
     """``--box`` replaces the face detector on the first frame (the same landmarks as photo mode with that box);
     the face is then tracked without it."""
     from sht.cli import main
-
     from sht.data.transforms import canonical_box
     from sht.faces import HAAR_CALIBRATION as cal
 

@@ -140,10 +140,18 @@ class TrainConfig:
 class FPTNConfig:
     """Facial Pose Transfer Network (paper §3.2, Eq. 5-8): PATB generator, the two PatchGAN discriminators
     D_A/D_S, the VGG-19 conv1_2 weights of the perceptual loss (``vgg_weights``; empty = not configured) and
-    the Adam settings of generator and discriminators."""
+    the Adam settings of generator and discriminators. ``face_size`` > 0 runs FPTN, its discriminators and the
+    perceptual loss on faces resized (bilinear, antialiased) to that size (a CPU saving; 0 = the model's face
+    size, as in the paper). ``warp`` > 0 (not in the paper; 0 there) adds a landmark-driven warp in front of the
+    PATB network: the condition face is resampled so that its landmarks land on the target's (a least-squares
+    similarity plus Gaussian-weighted landmark residuals of that radius, as a fraction of the face size;
+    :func:`sht.models.fptn.landmark_warp`) and given to the encoder beside the condition face, which makes the
+    output depend on every landmark's position from the first step."""
 
     channels: int = 64
     max_channels: int = 256
+    face_size: int = 0
+    warp: float = 0.0
     downsample: int = 2
     blocks: int = 6
     norm: str = "instance"
@@ -161,7 +169,15 @@ class FPTNConfig:
             value = getattr(self, key)
             if value not in ("batch", "instance", "none"):
                 raise ConfigError(f"fptn.{key} must be batch, instance or none, got {value!r}")
-        for key, low in (("channels", 1), ("downsample", 0), ("blocks", 1), ("disc_channels", 1), ("disc_layers", 1)):
+        for key, low in (
+            ("channels", 1),
+            ("face_size", 0),
+            ("warp", 0),
+            ("downsample", 0),
+            ("blocks", 1),
+            ("disc_channels", 1),
+            ("disc_layers", 1),
+        ):
             if getattr(self, key) < low:
                 raise ConfigError(f"fptn.{key} must be >= {low}, got {getattr(self, key)}")
         if self.max_channels < self.channels:
@@ -209,13 +225,48 @@ class WeakConfig:
             raise ConfigError(f"sht.weak.box must be three fractions (cx, cy, side), got {list(self.box)}")
 
 
+FPTN_HEATMAPS = ("rendered", "raw")
+
+
 @dataclass
 class SHTConfig:
-    """Supervision-by-hallucination-and-transfer (paper §3.3, Eq. 5-10): lambda_1..3 weigh the adversarial, L1
-    and perceptual terms of L_PT (the gamma of Eq. 4/10 are ``loss.heatmap/pixel/gradient``); ``steps`` are the
-    steps of the four stages of §4.1 (DHLN supervised, FPTN on true heatmaps, joint, weak); ``dhln_lr`` is the
-    DHLN learning rate when fine-tuned in stages 3-4; ``perceptual_size`` > 0 computes the VGG features of Eq. 8 on
-    faces resized to that size (a CPU saving; 0 = the face size)."""
+    """Supervision-by-hallucination-and-transfer (paper §3.3, Eq. 5-10).
+
+    Paper settings (the ``paper`` presets keep them): ``lambda_gan/l1/perceptual`` = lambda_1..3 = 0.05/0.01/0.01
+    weigh the adversarial, L1 and perceptual terms of L_PT (the gamma of Eq. 4/10 are ``loss.heatmap/pixel/
+    gradient``); ``steps`` are the steps of the four stages of §4.1 (DHLN supervised, FPTN on true heatmaps,
+    joint, weak); ``dhln_lr`` is the DHLN learning rate when fine-tuned in stages 3-4; ``perceptual_size`` > 0
+    computes the VGG features of Eq. 8 on faces resized to that size (a CPU saving; 0 = the face size).
+
+    Gradient paths (choices the paper leaves open; measured by ``benchmarks/transfer_probe.py``, see
+    ``benchmarks/RESULTS.md``; the defaults below are the corrected paths, the paper presets the literal reading):
+
+    - ``detach_condition`` (default true; paper preset false): in DHLN's update the discriminators' condition
+      inputs -- D_A's condition face and D_S's target heatmaps, both DHLN outputs in stages 3-4 -- are detached,
+      so the adversarial term reaches DHLN only through FPTN's generated face. Undetached, DHLN is also trained
+      to make its own face and heatmaps fool D_A/D_S, a gradient with no landmark information.
+    - ``real_heatmaps`` (``truth`` by default; paper preset ``predicted``): D_S's real examples
+      ``H_tar || I_tar`` of labeled pairs use the ground-truth heatmaps, so D_S sees correct heatmap-face
+      pairings; unlabeled pairs have no truth and use DHLN's. ``predicted`` uses DHLN's heatmaps everywhere.
+    - ``fptn_heatmaps`` (``rendered`` by default; paper preset ``raw``): the one heatmap encoding of FPTN's (and
+      D_S's) pose inputs in every stage. ``rendered``: Gaussians rendered by the heatmap codec from landmark
+      coordinates -- the ground truth in stage 2, DHLN's coordinates decoded differentiably
+      (:meth:`~sht.data.heatmaps.HeatmapCodec.local_soft_argmax`, window radius ``decode_radius`` heatmap
+      pixels; 4 decodes a clean sigma-1.5 Gaussian within 0.015 px) in stages 3-4 -- so FPTN always sees the
+      same kind of input and its gradient reaches DHLN as a gradient on each landmark position. ``raw``:
+      ground-truth Gaussians in stage 2, DHLN's raw (unbounded) head outputs in stages 3-4.
+    - lambda rebalancing: ``fptn_lambdas`` (gan, l1, perceptual) weigh L_PT in FPTN's own updates (stage 2 and
+      its fine-tuning in 3-4) when they should differ from the lambda that reach DHLN (empty = the same, as in
+      the paper); ``freeze_fptn`` keeps FPTN and its discriminators fixed in stages 3-4 (a fixed critic that
+      cannot co-adapt with DHLN; paper: false); ``lambda_equivariance`` (not in the paper; 0 there) adds, for
+      image pairs, ``||H_k - T(H_j)||^2`` and ``||H_j - T^-1(H_k)||^2`` between DHLN's final heatmaps of the two
+      views and the other view's warped by the known transform ``T`` between them
+      (:func:`sht.losses.equivariance_loss`): a weak loss that needs no FPTN (stages 3-4 then skip FPTN
+      entirely when ``lambda_gan = lambda_l1 = lambda_perceptual = 0``, and stage 2 is not needed).
+    - ``add_unlabeled`` (default true; paper preset false): stage 4's ``weak.unlabeled_pairs`` unlabeled pairs
+      are added to the ``batch_size / 2`` labeled pairs instead of replacing some of them, so stages 3 and 4 see
+      as many labeled faces per step as stage 1.
+    """
 
     lambda_gan: float = 0.05
     lambda_l1: float = 0.01
@@ -223,12 +274,51 @@ class SHTConfig:
     perceptual_size: int = 0
     steps: list[int] = field(default_factory=lambda: [100_000, 20_000, 20_000, 20_000])
     dhln_lr: float = 1e-4
+    detach_condition: bool = True
+    real_heatmaps: str = "truth"
+    fptn_heatmaps: str = "rendered"
+    decode_radius: int = 4
+    fptn_lambdas: list[float] = field(default_factory=list)
+    freeze_fptn: bool = False
+    lambda_equivariance: float = 0.0
+    add_unlabeled: bool = True
     pairs: PairsConfig = field(default_factory=PairsConfig)
     weak: WeakConfig = field(default_factory=WeakConfig)
 
     def __post_init__(self) -> None:
         if len(self.steps) != 4 or any(v < 0 for v in self.steps):
             raise ConfigError(f"sht.steps must be four step counts (stages 1-4), got {list(self.steps)}")
+        if self.real_heatmaps not in ("truth", "predicted"):
+            raise ConfigError(f"sht.real_heatmaps must be truth or predicted, got {self.real_heatmaps!r}")
+        if self.fptn_heatmaps not in FPTN_HEATMAPS:
+            raise ConfigError(f"sht.fptn_heatmaps must be rendered or raw, got {self.fptn_heatmaps!r}")
+        if self.decode_radius < 1:
+            raise ConfigError(f"sht.decode_radius must be >= 1, got {self.decode_radius}")
+        if self.fptn_lambdas and (len(self.fptn_lambdas) != 3 or any(v < 0 for v in self.fptn_lambdas)):
+            raise ConfigError(
+                f"sht.fptn_lambdas must be empty or three weights >= 0 (gan, l1, perceptual), got "
+                f"{list(self.fptn_lambdas)}"
+            )
+        weights = (self.lambda_gan, self.lambda_l1, self.lambda_perceptual, self.lambda_equivariance)
+        if any(v < 0 for v in weights):
+            raise ConfigError(f"sht lambda weights must be >= 0, got {list(weights)}")
+
+    @property
+    def fptn_weights(self) -> tuple[float, float, float]:
+        """(gan, l1, perceptual) weights of L_PT in FPTN's own updates."""
+        if self.fptn_lambdas:
+            return (self.fptn_lambdas[0], self.fptn_lambdas[1], self.fptn_lambdas[2])
+        return (self.lambda_gan, self.lambda_l1, self.lambda_perceptual)
+
+    @property
+    def dhln_weights(self) -> tuple[float, float, float]:
+        """(gan, l1, perceptual) weights of L_PT in DHLN's updates (lambda_1..3 of Eq. 5/9)."""
+        return (self.lambda_gan, self.lambda_l1, self.lambda_perceptual)
+
+    @property
+    def uses_transfer(self) -> bool:
+        """Whether the SHT objective reaches DHLN through FPTN at all."""
+        return any(v > 0 for v in self.dhln_weights)
 
 
 @dataclass
@@ -245,12 +335,22 @@ class Config:
     sht: SHTConfig = field(default_factory=SHTConfig)
 
 
+# The paper's literal SHT objective: DHLN's update sees the discriminators' conditions, D_S's real pairs use
+# DHLN's heatmaps, FPTN reads DHLN's raw heatmaps, unlabeled pairs take the place of labeled ones in a batch.
+PAPER_SHT: dict[str, Any] = {
+    "detach_condition": False,
+    "real_heatmaps": "predicted",
+    "fptn_heatmaps": "raw",
+    "add_unlabeled": False,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's DHLN/SHT setting (§4.1-4.2): 16x16 LR resized to 64x64, 4 stacks x 256 channels, 64x64
     # heatmaps, SR stream of 4 modules x 4 SRBlocks x 64 channels, 128x128 face. A GPU preset.
-    "paper": {},
+    # The gradient paths of stages 3-4 are the literal reading of Eq. 5-9 (see SHTConfig).
+    "paper": {"sht": PAPER_SHT},
     # SHT-M (§4.3): 64x64 LR input hallucinated to 256x256.
-    "paper-m": {"model": {"face_size": 256}, "data": {"lr_sizes": [64]}},
+    "paper-m": {"model": {"face_size": 256}, "data": {"lr_sizes": [64]}, "sht": PAPER_SHT},
     # CPU preset: 32x32 input and heatmaps, 2 stacks x 64 channels, 2 modules x 2 SRBlocks x 32 channels, face
     # still hallucinated at 128x128; LR sizes 16/32/64 with 16 px drawn twice as often; a foreground-weighted
     # heatmap MSE (Adaptive Wing's weight map, w = 10) to start fast, and gamma_2 = gamma_3 = 1 so that the
@@ -268,8 +368,29 @@ PRESETS: dict[str, dict[str, Any]] = {
         "heatmap": {"sigma": 1.5},
         "loss": {"foreground_weight": 10.0, "pixel": 1.0, "gradient": 1.0},
         "train": {"steps": 3000, "lr": 2e-3, "warmup_steps": 100, "eval_every": 500, "checkpoint_every": 250},
-        "fptn": {"channels": 16, "max_channels": 32, "blocks": 3, "disc_channels": 16, "disc_layers": 2},
-        "sht": {"steps": [2400, 300, 300, 300], "dhln_lr": 2e-4, "perceptual_size": 64},
+        # FPTN on 64 px faces, 32-64 channels, with the landmark warp, trained on reconstruction (lambda 0.01/1/1),
+        # then fixed in stages 3-4; DHLN gets the L1 and perceptual transfer terms only (the adversarial term's
+        # position gradient has a negative cosine with the truth), weighted so that their gradient on the landmark
+        # positions is ~0.4x the supervised loss's: chosen with benchmarks/transfer_probe.py (RESULTS.md).
+        "fptn": {
+            "face_size": 64,
+            "channels": 32,
+            "max_channels": 64,
+            "warp": 0.06,
+            "blocks": 3,
+            "disc_channels": 16,
+            "disc_layers": 2,
+        },
+        "sht": {
+            "steps": [2400, 300, 300, 300],
+            "dhln_lr": 2e-4,
+            "perceptual_size": 64,
+            "lambda_gan": 0.0,
+            "lambda_l1": 0.05,
+            "lambda_perceptual": 0.05,
+            "fptn_lambdas": [0.01, 1.0, 1.0],
+            "freeze_fptn": True,
+        },
     },
 }
 
@@ -384,6 +505,11 @@ def load_config(source: str | Path | None = None, overrides: list[str] | None = 
     for item in overrides or []:
         layers.append(_parse_override(item))
     return build_config(*layers)
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """``cfg`` with ``key.sub=value`` overrides applied (validated like :func:`load_config`'s)."""
+    return build_config(config_to_dict(cfg), *(_parse_override(o) for o in overrides))
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -5,8 +5,11 @@
   (with ``gamma_1 = 0`` it is Eq. 10's label-free ``L'_DH``).
 - Eq. 6  :func:`discriminator_loss` / :func:`generator_adversarial` -- the two-discriminator GAN objective.
 - Eq. 7  :func:`pixel_loss` (L1); Eq. 8 :func:`perceptual_l1` on VGG-19 conv1_2 features.
-- Eq. 5  :func:`pose_transfer_loss` -- ``lambda_1 L_GAN + lambda_2 L_L1 + lambda_3 L_perL1``.
+- Eq. 5  :func:`pose_transfer_terms` (the three terms) and :func:`weigh_transfer`
+  (``lambda_1 L_GAN + lambda_2 L_L1 + lambda_3 L_perL1``).
 - Eq. 9  the SHT objective is assembled per step in :class:`sht.train.stages.JointStage` from the above.
+- (not in the paper) :func:`equivariance_loss` -- for two views related by a known transform ``T``,
+  ``||H_k - T(H_j)||^2`` and ``||H_j - T^-1(H_k)||^2``: the standard semi-supervised landmark baseline.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import LossConfig, SHTConfig
+from .config import LossConfig
 from .data.heatmaps import HeatmapCodec
 
 
@@ -134,23 +137,66 @@ def perceptual_l1(vgg: torch.nn.Module, generated: torch.Tensor, target: torch.T
     return (vgg(generated.float()) - ft).abs().mean() / 255.0
 
 
-def pose_transfer_loss(
+def pose_transfer_terms(
     generated: torch.Tensor,
     target: torch.Tensor,
-    fake_logits: list[torch.Tensor],
+    fake_logits: list[torch.Tensor] | None,
     vgg: torch.nn.Module | None,
-    cfg: SHTConfig,
-) -> LossParts:
-    """Eq. 5 for the generator side: ``lambda_1 L_GAN + lambda_2 ||I_ger - I_tar||_1 + lambda_3 L_perL1``."""
-    adv = generator_adversarial(fake_logits)
-    l1 = pixel_loss(generated.float(), target)
-    total = cfg.lambda_gan * adv + cfg.lambda_l1 * l1
-    parts = {"adversarial": adv.detach(), "l1": l1.detach()}
-    if cfg.lambda_perceptual > 0:
-        if vgg is None:
-            raise ValueError("sht.lambda_perceptual > 0 needs the VGG-19 conv1_2 extractor (fptn.vgg_weights)")
-        per = perceptual_l1(vgg, generated, target, cfg.perceptual_size)
-        total = total + cfg.lambda_perceptual * per
-        parts["perceptual"] = per.detach()
-    parts["total"] = total.detach()
-    return LossParts(total, parts)
+    perceptual_size: int = 0,
+) -> dict[str, torch.Tensor]:
+    """The unweighted terms of Eq. 5 (generator side): ``adversarial`` (Eq. 6, when logits are given), ``l1``
+    (Eq. 7) and ``perceptual`` (Eq. 8, when ``vgg`` is given)."""
+    terms = {"l1": pixel_loss(generated.float(), target)}
+    if fake_logits is not None:
+        terms["adversarial"] = generator_adversarial(fake_logits)
+    if vgg is not None:
+        terms["perceptual"] = perceptual_l1(vgg, generated, target, perceptual_size)
+    return terms
+
+
+def weigh_transfer(terms: dict[str, torch.Tensor], weights: tuple[float, float, float]) -> torch.Tensor:
+    """``lambda_1 L_GAN + lambda_2 L_L1 + lambda_3 L_perL1`` for ``weights`` = (lambda_1, lambda_2, lambda_3)."""
+    total = torch.zeros((), device=terms["l1"].device)
+    for name, w in zip(("adversarial", "l1", "perceptual"), weights, strict=True):
+        if w > 0:
+            if name not in terms:
+                raise ValueError(
+                    "sht.lambda_perceptual > 0 needs the VGG-19 conv1_2 extractor (fptn.vgg_weights)"
+                    if name == "perceptual"
+                    else f"the {name} term of L_PT was not computed"
+                )
+            total = total + w * terms[name]
+    return total
+
+
+def masked_heatmap_mse(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, foreground_weight: float = 0.0
+) -> torch.Tensor:
+    """:func:`heatmap_mse` over the pixels where ``mask`` ``(B, 1, S, S)`` is 1; the foreground of the weighted
+    form is where either map (dilated) exceeds 0.2."""
+    err = (pred.float() - target.float()) ** 2
+    if foreground_weight > 0:
+        both = torch.maximum(pred.detach().float(), target.detach().float())
+        fg = (F.max_pool2d(both, 3, stride=1, padding=1) > 0.2).to(err.dtype)
+        err = err * (1 + foreground_weight * fg)
+    m = mask.to(err.dtype).expand_as(err)
+    return (err * m).sum() / m.sum().clamp_min(1)
+
+
+def equivariance_loss(
+    heat_j: torch.Tensor,
+    heat_k: torch.Tensor,
+    transform: torch.Tensor,
+    codec: HeatmapCodec,
+    foreground_weight: float = 0.0,
+) -> torch.Tensor:
+    """Equivariance of two views' heatmaps ``(n, K, S, S)`` under the known map ``transform`` ``(n, 3, 3)`` from
+    view j's image pixels to view k's: ``(||H_k - T(H_j)||^2 + ||H_j - T^-1(H_k)||^2) / 2`` over the pixels both
+    views cover (:meth:`HeatmapCodec.warp`); gradients reach both views. Zero for heatmaps that are exact warps
+    of each other (up to bilinear resampling), no FPTN involved."""
+    warped_j, mask_k = codec.warp(heat_j, transform)
+    warped_k, mask_j = codec.warp(heat_k, torch.linalg.inv(transform.double()))
+    return 0.5 * (
+        masked_heatmap_mse(heat_k, warped_j, mask_k, foreground_weight)
+        + masked_heatmap_mse(heat_j, warped_k, mask_j, foreground_weight)
+    )

@@ -163,6 +163,17 @@ def normalizer(
     return _check_norm(np.asarray(d, dtype=np.float64), kind)
 
 
+def displace_points(
+    points: torch.Tensor, fraction: float, generator: torch.Generator, kind: str = "inter_ocular"
+) -> torch.Tensor:
+    """``(B, K, 2)`` points each moved by ``fraction`` of its face's normaliser (inter-ocular distance by
+    default) in a uniformly random direction: landmarks with a known error of that NME, for probing losses."""
+    norm = torch.as_tensor(normalizer(points.detach().double().cpu().numpy(), kind), dtype=points.dtype)
+    angle = torch.rand(points.shape[:-1], generator=generator) * 2 * np.pi
+    step = torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1).to(points.dtype)
+    return points + fraction * norm.to(points.device)[:, None, None] * step.to(points.device)
+
+
 def point_errors(pred: Any, gt: Any) -> np.ndarray:
     """Euclidean error per point ``(N, K)`` between ``pred`` and ``gt`` (both ``(N, K, 2)`` or ``(K, 2)``)."""
     p, g = _as_points(pred, "pred"), _as_points(gt, "gt")

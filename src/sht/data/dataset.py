@@ -419,8 +419,9 @@ def step_generator(seed: int, step: int, rank: int = 0, stream: int = 0) -> torc
 @dataclass
 class Batch:
     """Network input ``(B, 3, S, S)``, bicubic face ``(B, 3, F, F)`` (the LR face upsampled to the face size), HR
-    face ``(B, 3, F, F)``, landmarks ``(B, K, 2)`` in HR pixels, target heatmaps ``(B, K, S, S)`` and each sample's
-    LR size."""
+    face ``(B, 3, F, F)``, landmarks ``(B, K, 2)`` in HR pixels, target heatmaps ``(B, K, S, S)``, each sample's
+    LR size, and ``transform`` ``(B, 3, 3)``: the forward map (float64) from the sample's context crop to its HR
+    face pixels, which relates two views of one crop (pairs)."""
 
     input: torch.Tensor
     base: torch.Tensor
@@ -429,6 +430,7 @@ class Batch:
     heatmaps: torch.Tensor | None
     lr_size: torch.Tensor
     visible: torch.Tensor | None = None
+    transform: torch.Tensor | None = None
 
     @property
     def labeled(self) -> bool:
@@ -436,7 +438,8 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         fields = (self.input, self.base, self.hr, self.points, self.heatmaps, self.lr_size, self.visible)
-        return Batch(*(None if t is None else t.to(device, non_blocking=True) for t in fields))
+        moved = [None if t is None else t.to(device, non_blocking=True) for t in fields]
+        return Batch(*moved, transform=None if self.transform is None else self.transform.to(device))
 
 
 class BatchBuilder:
@@ -515,7 +518,7 @@ class BatchBuilder:
                 if flips.any():
                     visible[flips] = visible[flips][:, torch.as_tensor(self.scheme.flip)]
             heatmaps = self.codec.encode(pts, visible)
-        return Batch(inp, base, hr, pts, heatmaps, sizes, visible)
+        return Batch(inp, base, hr, pts, heatmaps, sizes, visible, forward.double())
 
 
 def mean_shape(faces: FaceSet) -> np.ndarray:

@@ -91,3 +91,13 @@ class PairBuilder:
             torch.cat([sizes, sizes]),
             None if colour is None else torch.cat([colour, colour]),
         )
+
+
+def view_transform(batch: Batch) -> torch.Tensor:
+    """``(n, 3, 3)`` maps from view ``j``'s HR pixels to view ``k``'s for a pair batch of still images (both views
+    are warps of one crop: ``T = A_k A_j^-1``). Video pairs are two frames: no known transform relates them."""
+    if batch.transform is None:
+        raise DataError("this batch carries no view transforms")
+    n = batch.transform.shape[0] // 2
+    fwd = batch.transform.double()
+    return fwd[n:] @ torch.linalg.inv(fwd[:n])

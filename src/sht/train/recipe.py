@@ -2,7 +2,7 @@
 
     out/1-dhln   DHLN supervised (Eq. 4)                             sht.steps[0] steps
     out/2-fptn   FPTN + D_A + D_S on ground-truth heatmaps (Eq. 5-8)   sht.steps[1]
-    out/3-joint  DHLN + FPTN on labeled pairs (Eq. 9), from 1 and 2    sht.steps[2]
+    out/3-joint  DHLN + FPTN on labeled pairs (Eq. 9), from 1 and 2    sht.steps[2]  (from 1 alone without FPTN)
     out/4-weak   + unlabeled images/videos (Eq. 9-10), from 3          sht.steps[3]
 
 Each stage is an ordinary run directory: a finished stage is skipped, an interrupted one resumes from its own
@@ -98,8 +98,8 @@ def run_recipe(
             stage = FPTNStage(c, device, **kw)
         elif s == 3:
             stage = JointStage(c, device, **kw)
-            if not last(run).exists():
-                stage.init_from(last(runs[1]), last(runs[2]))
+            if not last(run).exists():  # without FPTN (equivariance alone) stage 2 is not needed
+                stage.init_from(last(runs[1]), last(runs[2]) if c.sht.uses_transfer else None)
         else:
             unl = load_weak_data(c, last(runs[3]), device)
             stage = JointStage(c, device, weak=True, unlabeled=unl, **kw)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_checkpoint
@@ -29,9 +30,17 @@ from ..config import Config
 from ..data.dataset import Batch, BatchBuilder, EpochSampler, FaceSet, load_sources, step_generator
 from ..data.formats import DataError
 from ..data.heatmaps import HeatmapCodec
-from ..data.pairs import PairBuilder
+from ..data.pairs import PairBuilder, view_transform
 from ..evaluation import evaluate_model
-from ..losses import LossParts, dhln_loss, discriminator_loss, pose_transfer_loss
+from ..losses import (
+    LossParts,
+    dhln_loss,
+    discriminator_loss,
+    equivariance_loss,
+    pose_transfer_terms,
+    weigh_transfer,
+)
+from ..metrics import displace_points
 from ..models import DHLN, FPTN, AppearanceDiscriminator, ShapeDiscriminator, VGG19Conv12
 from .distributed import all_finite, wrap
 
@@ -176,12 +185,16 @@ class SupervisedStage:
 
 
 class TransferParts:
-    """FPTN, its two discriminators, the VGG-19 conv1_2 extractor and their optimisers (Eq. 5-8)."""
+    """FPTN, its two discriminators, the VGG-19 conv1_2 extractor and their optimisers (Eq. 5-8).
+
+    FPTN and the discriminators work on faces of ``fptn.face_size`` (0: the model's face size); :meth:`fit`
+    resizes faces to it."""
 
     def __init__(self, cfg: Config, device: torch.device, world_size: int = 1) -> None:
-        f, m = cfg.fptn, cfg.model
+        f, m, sht = cfg.fptn, cfg.model, cfg.sht
         self.cfg = cfg
-        self.fptn = FPTN(f, m.num_landmarks, m.face_size).to(device)
+        self.size = f.face_size or m.face_size
+        self.fptn = FPTN(f, m.num_landmarks, self.size).to(device)
         self.d_app = AppearanceDiscriminator.from_config(f).to(device)
         self.d_shape = ShapeDiscriminator.from_config(f, m.num_landmarks).to(device)
         # DDP wrappers (the modules themselves when training in one process); the generator pass through the
@@ -189,11 +202,20 @@ class TransferParts:
         self.fptn_net = wrap(self.fptn, world_size)
         self.d_app_net = wrap(self.d_app, world_size)
         self.d_shape_net = wrap(self.d_shape, world_size)
-        self.vgg = VGG19Conv12.from_npz(f.vgg_weights).to(device) if cfg.sht.lambda_perceptual > 0 else None
+        fw, dw = sht.fptn_weights, sht.dhln_weights
+        self.adversarial = fw[0] > 0 or dw[0] > 0  # the discriminators are trained whenever L_GAN is used
+        need_vgg = fw[2] > 0 or dw[2] > 0
+        self.vgg = VGG19Conv12.from_npz(f.vgg_weights).to(device) if need_vgg else None
         betas = (f.betas[0], f.betas[1])
         self.opt_g = torch.optim.Adam(self.fptn.parameters(), lr=f.lr, betas=betas)
         self.d_params = [*self.d_app.parameters(), *self.d_shape.parameters()]
         self.opt_d = torch.optim.Adam(self.d_params, lr=f.disc_lr, betas=betas)
+
+    def fit(self, faces: torch.Tensor) -> torch.Tensor:
+        """Faces resized to FPTN's size (bilinear, antialiased; unchanged when they already have it)."""
+        if faces.shape[-1] == self.size:
+            return faces
+        return F.interpolate(faces.float(), size=(self.size, self.size), mode="bilinear", antialias=True)
 
     def discriminate(
         self, cond: torch.Tensor, target_heatmaps: torch.Tensor, image: torch.Tensor, synced: bool = False
@@ -205,41 +227,74 @@ class TransferParts:
     def discriminator_step(
         self,
         cond: torch.Tensor,
-        target_heatmaps: torch.Tensor,
+        real_heatmaps: torch.Tensor,
+        fake_heatmaps: torch.Tensor,
         real: torch.Tensor,
         fake: torch.Tensor,
         grad_clip: float,
     ) -> dict[str, torch.Tensor]:
-        """One update of D_A and D_S on detached inputs (Eq. 6, discriminator side)."""
-        cond, hm, fake = cond.detach(), target_heatmaps.detach(), fake.detach()
-        both = self.discriminate(torch.cat([cond, cond]), torch.cat([hm, hm]), torch.cat([real, fake]), synced=True)
+        """One update of D_A and D_S on detached inputs (Eq. 6, discriminator side): real pairs
+        ``(I_con || I_tar, H_real || I_tar)``, fake pairs ``(I_con || I_ger, H_tar || I_ger)``."""
+        cond, fake = cond.detach(), fake.detach()
+        hm = torch.cat([real_heatmaps.detach(), fake_heatmaps.detach()])
+        both = self.discriminate(torch.cat([cond, cond]), hm, torch.cat([real, fake]), synced=True)
         n = real.shape[0]
         loss = discriminator_loss([d[:n] for d in both], [d[n:] for d in both])
         backward_and_step(LossParts(loss, {"d": loss.detach()}), "discriminator", self.d_params, self.opt_d, grad_clip)
         return {"train/discriminator": loss.detach()}
 
+    def generator_terms(
+        self,
+        cond: torch.Tensor,
+        target_heatmaps: torch.Tensor,
+        generated: torch.Tensor,
+        target: torch.Tensor,
+        weights: tuple[float, ...] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The unweighted terms of Eq. 5 (generator side), with the discriminators frozen for this pass; with
+        ``weights`` (gan, l1, perceptual) only the terms that some weight uses are computed."""
+        fake_logits = None
+        vgg = self.vgg if weights is None or weights[2] > 0 else None
+        if self.adversarial and (weights is None or weights[0] > 0):
+            trainable = [p.requires_grad for p in self.d_params]
+            for p in self.d_params:
+                p.requires_grad_(False)
+            try:
+                fake_logits = self.discriminate(cond, target_heatmaps, generated)
+            finally:
+                for p, t in zip(self.d_params, trainable, strict=True):
+                    p.requires_grad_(t)
+        return pose_transfer_terms(generated, target, fake_logits, vgg, self.cfg.sht.perceptual_size)
+
     def generator_loss(
         self, cond: torch.Tensor, target_heatmaps: torch.Tensor, generated: torch.Tensor, target: torch.Tensor
     ) -> LossParts:
-        """Eq. 5 (generator side) with the discriminators frozen for this pass."""
-        for p in self.d_params:
-            p.requires_grad_(False)
-        try:
-            fake_logits = self.discriminate(cond, target_heatmaps, generated)
-        finally:
-            for p in self.d_params:
-                p.requires_grad_(True)
-        return pose_transfer_loss(generated, target, fake_logits, self.vgg, self.cfg.sht)
+        """Eq. 5 (generator side) with FPTN's own weights ``sht.fptn_weights``."""
+        terms = self.generator_terms(cond, target_heatmaps, generated, target)
+        total = weigh_transfer(terms, self.cfg.sht.fptn_weights)
+        return LossParts(total, {**{k: v.detach() for k, v in terms.items()}, "total": total.detach()})
 
     def train(self) -> None:
         for mod in (self.fptn, self.d_app, self.d_shape):
             mod.train()
+
+    def freeze(self) -> None:
+        """Fix FPTN and the discriminators (``sht.freeze_fptn``): gradients still flow through them."""
+        for mod in (self.fptn, self.d_app, self.d_shape):
+            mod.eval()
+            for p in mod.parameters():
+                p.requires_grad_(False)
 
 
 def swap_views(x: torch.Tensor) -> torch.Tensor:
     """``[j..., k...] -> [k..., j...]``: the other view of each pair."""
     n = x.shape[0] // 2
     return torch.cat([x[n:], x[:n]])
+
+
+def swap_views_grouped(x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """:func:`swap_views` within each consecutive group of ``sizes`` rows (one pair batch per group)."""
+    return torch.cat([swap_views(part) for part in x.split(sizes)])
 
 
 class FPTNStage:
@@ -278,10 +333,15 @@ class FPTNStage:
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"fptn": self.t.opt_g, "disc": self.t.opt_d}
 
-    def _transfer(self, batch: Batch, net: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        assert batch.heatmaps is not None
-        cond, hm_con = batch.hr, batch.heatmaps
-        hm_tar, target = swap_views(hm_con), swap_views(batch.hr)
+    def _transfer(
+        self, batch: Batch, net: nn.Module, heatmaps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(condition faces, target heatmaps, transferred faces, target faces); ``heatmaps`` replaces the true
+        heatmaps of the batch (e.g. displaced ones)."""
+        hm_con = batch.heatmaps if heatmaps is None else heatmaps
+        assert hm_con is not None
+        cond = self.t.fit(batch.hr)
+        hm_tar, target = swap_views(hm_con), swap_views(cond)
         return cond, hm_tar, net(cond, hm_con, hm_tar), target
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
@@ -289,28 +349,42 @@ class FPTNStage:
         g = step_generator(self.cfg.train.seed, step, self.rank)
         batch = self.pairs.build(self.pairs.anchors[self.sampler.indices(step)], g).to(self.device)
         cond, hm_tar, gen, target = self._transfer(batch, self.t.fptn_net)
-        out = self.t.discriminator_step(cond, hm_tar, target, gen, self.cfg.train.grad_clip)
+        out = {}
+        if self.t.adversarial:
+            out = self.t.discriminator_step(cond, hm_tar, hm_tar, target, gen, self.cfg.train.grad_clip)
         loss = self.t.generator_loss(cond, hm_tar, gen, target)
         backward_and_step(loss, "FPTN", list(self.t.fptn.parameters()), self.t.opt_g, self.cfg.train.grad_clip)
         return {**out, **{f"train/pt_{k}": v for k, v in loss.parts.items()}}
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
+        """Transfer L1 on validation pairs with the true target heatmaps, and with heatmaps rendered from
+        landmarks moved by 10 % of the inter-ocular distance (``val/pose_gap`` = their ratio - 1: how much
+        FPTN's output depends on the pose it is given)."""
         if self.val_faces is None:
             return {}
         self.t.fptn.eval()
         b = BatchBuilder(self.val_faces, self.cfg.model.input_size, self.codec, self.cfg.data.lr_sizes)
         pairs = PairBuilder(b, self.cfg.sht.pairs)
         n = min(len(self.val_faces), 32)
-        batch = pairs.build(torch.arange(n), torch.Generator().manual_seed(0)).to(self.device)
+        g = torch.Generator().manual_seed(0)
+        batch = pairs.build(torch.arange(n), g).to(self.device)
         _, _, gen, target = self._transfer(batch, self.t.fptn)
-        return {"val/transfer_l1": float((gen - target).abs().mean())}
+        l1 = float((gen - target).abs().mean())
+        assert batch.points is not None
+        moved = displace_points(batch.points.cpu(), 0.10, g).to(self.device)
+        _, _, gen_d, _ = self._transfer(batch, self.t.fptn, self.codec.encode(moved, batch.visible))
+        l1_d = float((gen_d - target).abs().mean())
+        return {"val/transfer_l1": l1, "val/transfer_l1_displaced": l1_d, "val/pose_gap": l1_d / max(l1, 1e-12) - 1}
 
 
 class JointStage:
-    """Stages 3 and 4: DHLN + FPTN (Eq. 9). Each step takes ``batch_size / 2`` pairs; in stage 4
-    ``sht.weak.unlabeled_pairs`` of them are unlabeled (still images and/or video frames) and contribute only
-    the label-free DHLN loss of Eq. 10 and the transfer losses."""
+    """Stages 3 and 4: DHLN + FPTN (Eq. 9). Each step takes ``batch_size / 2`` labeled pairs; in stage 4
+    ``sht.weak.unlabeled_pairs`` unlabeled pairs (still images and/or video frames) are added to them
+    (``sht.add_unlabeled``; otherwise they take the place of labeled ones, as in the paper's batch of 16) and
+    contribute only the label-free DHLN loss of Eq. 10 and the pair terms: the transfer losses and, for image
+    pairs, the equivariance loss (``sht.lambda_equivariance``). With all transfer weights at 0 there is no FPTN
+    (equivariance alone; stage 2 is then not needed)."""
 
     best_metric = "val/nme"
     lower_is_better = True
@@ -329,6 +403,7 @@ class JointStage:
         self.name = "weak" if weak else "joint"
         self.cfg, self.device, self.rank = cfg, device, rank
         self.codec = HeatmapCodec.from_config(cfg)
+        sht = cfg.sht
         if not cfg.model.has_landmarks or not cfg.model.has_face:
             raise ValueError("SHT needs both DHLN streams (model.streams=dhln)")
         if train_faces is None:
@@ -336,11 +411,17 @@ class JointStage:
         self.val_faces = val_faces
         m, d = cfg.model, cfg.data
         pairs_total = max(cfg.train.batch_size // 2, 1)
-        n_unl = min(cfg.sht.weak.unlabeled_pairs, pairs_total - 1) if weak else 0
+        if not weak:
+            n_unl, n_lab = 0, pairs_total
+        elif sht.add_unlabeled:
+            n_unl, n_lab = max(sht.weak.unlabeled_pairs, 1), pairs_total
+        else:
+            n_unl = min(sht.weak.unlabeled_pairs, pairs_total - 1)
+            n_lab = pairs_total - n_unl
         self.labeled = PairBuilder(
             BatchBuilder(train_faces, m.input_size, self.codec, d.lr_sizes, d.augment), cfg.sht.pairs
         )
-        self.sampler = EpochSampler(len(self.labeled), pairs_total - n_unl, cfg.train.seed, rank, world_size)
+        self.sampler = EpochSampler(len(self.labeled), n_lab, cfg.train.seed, rank, world_size)
         self.unlabeled: list[tuple[PairBuilder, EpochSampler]] = []
         if weak:
             if not unlabeled:
@@ -358,21 +439,29 @@ class JointStage:
         self.model = DHLN(m).to(device, memory_format=torch.channels_last)
         self.net = wrap(self.model, world_size)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.sht.dhln_lr)
-        self.t = TransferParts(cfg, device, world_size)
+        self.t = TransferParts(cfg, device, world_size) if sht.uses_transfer else None
+        self.frozen = self.t is not None and sht.freeze_fptn
+        if self.t is not None and self.frozen:
+            self.t.freeze()
 
     def init_from(self, dhln: str | Path | None = None, transfer: str | Path | None = None) -> None:
-        """Start from a stage-1 (or 3) DHLN and a stage-2 (or 3) FPTN with its discriminators (weights only)."""
+        """Start from a stage-1 (or 3) DHLN and a stage-2 (or 3) FPTN with its discriminators (weights only;
+        ``transfer`` is not read when the stage has no FPTN)."""
         if dhln is not None:
             load_checkpoint(dhln, {"dhln": self.model})
-        if transfer is not None:
+        if transfer is not None and self.t is not None:
             load_checkpoint(transfer, {"fptn": self.t.fptn, "d_app": self.t.d_app, "d_shape": self.t.d_shape})
 
     @property
     def modules(self) -> dict[str, nn.Module]:
+        if self.t is None:
+            return {"dhln": self.model}
         return {"dhln": self.model, "fptn": self.t.fptn, "d_app": self.t.d_app, "d_shape": self.t.d_shape}
 
     @property
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        if self.t is None:
+            return {"dhln": self.opt}
         return {"dhln": self.opt, "fptn": self.t.opt_g, "disc": self.t.opt_d}
 
     def _batches(self, step: int) -> tuple[Batch, list[Batch]]:
@@ -384,10 +473,70 @@ class JointStage:
             unl.append(pb.build(pb.anchors[sampler.indices(step)], gu))
         return lab, unl
 
+    @property
+    def group_is_video(self) -> list[bool]:
+        """Per batch group (labeled first, then each unlabeled source): whether its pairs are video frames."""
+        return [False, *(pb.video for pb, _ in self.unlabeled)]
+
+    def pose(self, heatmaps: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """FPTN's pose input from DHLN's final heatmaps (``sht.fptn_heatmaps``); ``offset`` ``(B, K, 2)`` moves
+        each landmark by that many image pixels (zero offsets with a gradient: the transfer probe)."""
+        if self.cfg.sht.fptn_heatmaps == "rendered":
+            pts = self.codec.local_soft_argmax(heatmaps, self.cfg.sht.decode_radius)
+            return self.codec.encode(pts if offset is None else pts + offset)
+        return heatmaps if offset is None else self.codec.translate(heatmaps, offset)
+
+    def pair_terms(
+        self,
+        heatmaps: list[torch.Tensor],
+        faces: list[torch.Tensor],
+        groups: list[Batch],
+        video: list[bool],
+        offsets: list[torch.Tensor] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """The unweighted pair terms of Eq. 9 for each group's final heatmaps and hallucinated faces: the transfer
+        terms of Eq. 5 (``adversarial``, ``l1``, ``perceptual``; j -> k and k -> j in one pass over all groups) and,
+        for still-image groups, ``equivariance``. Also returns FPTN's inputs and output (for the discriminator
+        step) or None without FPTN. ``offsets`` (one ``(B, K, 2)`` per group): see :meth:`pose`."""
+        sht = self.cfg.sht
+        terms: dict[str, torch.Tensor] = {}
+        if sht.lambda_equivariance > 0:
+            eq = []
+            for gi, (h, b) in enumerate(zip(heatmaps, groups, strict=True)):
+                if video[gi]:
+                    continue
+                if offsets is not None:
+                    h = self.codec.translate(h, offsets[gi])
+                n = h.shape[0] // 2
+                eq.append(
+                    equivariance_loss(h[:n], h[n:], view_transform(b), self.codec, self.cfg.loss.foreground_weight)
+                )
+            if eq:
+                terms["equivariance"] = torch.stack(eq).mean()
+        if self.t is None:
+            return terms, None
+        conds, hm_cons, hm_reals, targets = [], [], [], []
+        for gi, (h, face, b) in enumerate(zip(heatmaps, faces, groups, strict=True)):
+            pose = self.pose(h, None if offsets is None else offsets[gi])
+            conds.append(self.t.fit(face))
+            hm_cons.append(pose)
+            truth = b.heatmaps is not None and sht.real_heatmaps == "truth"
+            hm_reals.append(swap_views(b.heatmaps if truth else pose))  # type: ignore[arg-type]
+            targets.append(self.t.fit(swap_views(b.hr)))
+        cond, hm_con, hm_real, target = (torch.cat(x) for x in (conds, hm_cons, hm_reals, targets))
+        hm_tar = swap_views_grouped(hm_con, [h.shape[0] for h in heatmaps])
+        net = self.t.fptn if self.frozen else self.t.fptn_net
+        gen = net(cond, hm_con, hm_tar)  # one pass for all groups (one DDP forward per backward)
+        d_cond, d_hm = (cond.detach(), hm_tar.detach()) if sht.detach_condition else (cond, hm_tar)
+        used = sht.dhln_weights if self.frozen else tuple(map(max, sht.dhln_weights, sht.fptn_weights))
+        terms.update(self.t.generator_terms(d_cond, d_hm, gen, target, used))
+        return terms, {"cond": cond, "hm_real": hm_real, "hm_tar": hm_tar, "target": target, "gen": gen}
+
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
+        cfg, sht = self.cfg, self.cfg.sht
         self.model.train()
-        self.t.train()
+        if self.t is not None and not self.frozen:
+            self.t.train()
         lab, unl = self._batches(step)
         groups = [lab.to(self.device), *(b.to(self.device) for b in unl)]
         sizes = [g.input.shape[0] for g in groups]
@@ -399,7 +548,6 @@ class JointStage:
         faces = out.face.split(sizes)
         total = torch.zeros((), device=self.device)
         parts: dict[str, torch.Tensor] = {}
-        conds, hm_cons, hm_tars, targets = [], [], [], []
         for gi, b in enumerate(groups):
             labeled = gi == 0
             dh = dhln_loss(
@@ -416,22 +564,56 @@ class JointStage:
             total = total + dh.total
             tag = "dh" if labeled else "dh_unlabeled"
             parts.update({f"train/{tag}_{k}": v for k, v in dh.parts.items()})
-            # Eq. 9: transfer view j's hallucinated face to view k's hallucinated heatmaps and back
-            conds.append(faces[gi])
-            hm_cons.append(heat[-1][gi])
-            hm_tars.append(swap_views(heat[-1][gi]))
-            targets.append(swap_views(b.hr))
-        cond, hm_con, hm_tar, target = (torch.cat(x) for x in (conds, hm_cons, hm_tars, targets))
-        gen = self.t.fptn_net(cond, hm_con, hm_tar)  # one pass for all groups (one DDP forward per backward)
-        parts.update(self.t.discriminator_step(cond, hm_tar, target, gen, cfg.train.grad_clip))
-        pt = self.t.generator_loss(cond, hm_tar, gen, target)
-        parts.update({f"train/pt_{k}": v for k, v in pt.parts.items()})
-        loss = LossParts(total + pt.total, {"total": (total + pt.total).detach()})
-        params = [*self.model.parameters(), *self.t.fptn.parameters()]
-        self.opt.zero_grad(set_to_none=True)
-        backward_and_step(loss, "SHT (DHLN + FPTN)", params, self.t.opt_g, cfg.train.grad_clip)
-        self.opt.step()
-        parts["train/total"] = loss.total.detach()
+        terms, fptn_io = self.pair_terms(list(heat[-1]), list(faces), groups, self.group_is_video)
+        if "equivariance" in terms:
+            total = total + sht.lambda_equivariance * terms["equivariance"]
+        pt_dhln = pt_fptn = None
+        if self.t is not None and fptn_io is not None:
+            if not self.frozen and self.t.adversarial:
+                parts.update(
+                    self.t.discriminator_step(
+                        fptn_io["cond"],
+                        fptn_io["hm_real"],
+                        fptn_io["hm_tar"],
+                        fptn_io["target"],
+                        fptn_io["gen"],
+                        cfg.train.grad_clip,
+                    )
+                )
+            pt_dhln = weigh_transfer(terms, sht.dhln_weights)
+            total = total + pt_dhln
+            if not self.frozen and sht.fptn_weights != sht.dhln_weights:
+                pt_fptn = weigh_transfer(terms, sht.fptn_weights)
+            parts["train/pt_total"] = pt_dhln.detach()
+        parts.update({f"train/pt_{k}": v.detach() for k, v in terms.items()})
+        parts["train/total"] = total.detach()
+        dhln_params = list(self.model.parameters())
+        fptn_params = [] if self.t is None or self.frozen else list(self.t.fptn.parameters())
+        opts = [self.opt] + ([self.t.opt_g] if fptn_params and self.t is not None else [])
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        check_finite(iter([("SHT loss", total)]))
+        fptn_grads: tuple[torch.Tensor | None, ...] | None = None
+        if pt_fptn is not None:  # FPTN's own weights differ from those that reach DHLN
+            fptn_grads = (
+                torch.autograd.grad(pt_fptn, fptn_params, retain_graph=True, allow_unused=True)
+                if pt_fptn.requires_grad
+                else (None,) * len(fptn_params)
+            )
+        total.backward()
+        if fptn_grads is not None:
+            for p, g in zip(fptn_params, fptn_grads, strict=True):
+                p.grad = g
+        params = dhln_params + fptn_params
+        if cfg.train.grad_clip > 0:
+            norm = nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            check_finite(iter([("SHT gradient norm", norm)]))
+        else:
+            grads = [p.grad.detach().reshape(-1) for p in params if p.grad is not None]
+            if grads:
+                check_finite(iter([("SHT gradient", torch.cat(grads).sum())]))
+        for o in opts:
+            o.step()
         return parts
 
     def evaluate(self) -> dict[str, float]:
