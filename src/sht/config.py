@@ -22,9 +22,13 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """DHLN architecture (paper §3.1). ``streams`` switches a stream off: ``shn`` = landmarks only,
-    ``fhs`` = face hallucination only, ``dhln`` = both, fused by FUBlock1/FUBlock2."""
+    """The landmark/face network. ``arch``: ``dhln`` (paper §3.1) or ``jasrnet`` (Yin et al. 2020,
+    ``../shared/paper/jasrnet-spec.md``). DHLN: ``streams`` switches a stream off: ``shn`` = landmarks only,
+    ``fhs`` = face hallucination only, ``dhln`` = both, fused by FUBlock1/FUBlock2. JASRNet: ``jasr_channels``
+    (C) and ``jasr_blocks`` (the deep residual blocks); its input is the LR face upsampled to the face size, so
+    ``input_size`` is set to ``face_size`` (spec §1), and its heatmaps are ``face_size / 8`` (spec §2)."""
 
+    arch: str = "dhln"
     streams: str = "dhln"
     num_landmarks: int = 68
     input_size: int = 64
@@ -36,12 +40,30 @@ class ModelConfig:
     sr_blocks: int = 4
     fusion_kernel: int = 1
     global_residual: bool = True
+    jasr_channels: int = 128
+    jasr_blocks: int = 32
 
     def __post_init__(self) -> None:
+        if self.arch not in ("dhln", "jasrnet"):
+            raise ConfigError(f"model.arch must be dhln or jasrnet, got {self.arch!r}")
         if self.streams not in ("dhln", "shn", "fhs"):
             raise ConfigError(f"model.streams must be dhln, shn or fhs, got {self.streams!r}")
+        if self.arch == "jasrnet":
+            if self.streams != "dhln":
+                raise ConfigError("model.arch=jasrnet has both heads: model.streams must be dhln")
+            if self.face_size % 8 != 0 or self.jasr_channels < 1 or self.jasr_blocks < 0:
+                raise ConfigError(
+                    f"model.arch=jasrnet needs face_size divisible by 8 (got {self.face_size}), jasr_channels >= 1 "
+                    f"and jasr_blocks >= 0"
+                )
+            self.input_size = self.face_size
         if self.input_size % (2**self.depth) != 0:
             raise ConfigError(f"model.input_size={self.input_size} must be divisible by 2**model.depth={2**self.depth}")
+
+    @property
+    def heatmap_size(self) -> int:
+        """Side of the predicted heatmaps: the input size for DHLN, ``face_size / 8`` for JASRNet."""
+        return self.face_size // 8 if self.arch == "jasrnet" else self.input_size
 
     @property
     def has_landmarks(self) -> bool:
@@ -255,6 +277,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # still hallucinated at 128x128; LR sizes 16/32/64 with 16 px drawn twice as often; a foreground-weighted
     # heatmap MSE (Adaptive Wing's weight map, w = 10) to start fast, and gamma_2 = gamma_3 = 1 so that the
     # face stream is trained as hard as the (now ~10x larger) heatmap term; see benchmarks/RESULTS.md.
+    # JASRNet (model.arch=jasrnet; paper preset: the spec's C = 128, 32 blocks): C = 12 and 8 deep blocks cost about
+    # a DHLN-small step. CPU seconds per step of batch 16, 1 thread, two interleaved runs each:
+    # DHLN small 0.784 / 0.943, JASRNet C=12 x 8 blocks 0.863 / 0.997 (C=16 x 2: 1.176, C=14 x 8: 1.145), from
+    # `python benchmarks/step_time.py --preset small [--override model.arch=jasrnet]`.
     "small": {
         "model": {
             "input_size": 32,
@@ -263,6 +289,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "depth": 3,
             "sr_channels": 32,
             "sr_blocks": 2,
+            "jasr_channels": 12,
+            "jasr_blocks": 8,
         },
         "data": {"lr_sizes": [16, 16, 32, 64]},
         "heatmap": {"sigma": 1.5},

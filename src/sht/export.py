@@ -63,7 +63,8 @@ class _OnnxDHLN(nn.Module):
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> Path:
     """ONNX graph of DHLN with a dynamic batch: inputs ``input`` ``(B, 3, S, S)`` and ``base`` ``(B, 3, F, F)``
     (the LR face resized bicubically to the input and to the face size), outputs ``heatmaps`` ``(B, K, S, S)``
-    and ``face`` ``(B, 3, F, F)``."""
+    and ``face`` ``(B, 3, F, F)``. JASRNet (``model.arch=jasrnet``) reads only ``input``, already at the face size,
+    so its graph has that one input and heatmaps ``(B, K, F/8, F/8)`` without the background channel."""
     pred = Predictor.from_checkpoint(checkpoint)
     m = pred.config.model
     wrapper = _OnnxDHLN(pred.model.eval())

@@ -20,7 +20,7 @@ from PIL import Image
 from .config import Config, ConfigError, config_from_dict
 from .data import degradation
 from .data.heatmaps import HeatmapCodec
-from .models import DHLN
+from .models.factory import build_model
 from .train.checkpoint import CheckpointError, load_module, read_checkpoint
 
 
@@ -48,7 +48,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: DHLN,
+        model: torch.nn.Module,
         codec: HeatmapCodec,
         config: Config,
         device: torch.device | str = "cpu",
@@ -76,7 +76,7 @@ class Predictor:
             cfg = config_from_dict(doc["config"])
         except ConfigError as exc:
             raise CheckpointError(f"{path}: its config does not fit this sht version ({exc})") from None
-        model = DHLN(cfg.model)
+        model = build_model(cfg.model)
         load_module(model, tensors, "dhln", str(path))
         return cls(model.float(), HeatmapCodec.from_config(cfg), cfg, device, str(path), **kwargs)
 

@@ -7,6 +7,7 @@
 - Eq. 7  :func:`pixel_loss` (L1); Eq. 8 :func:`perceptual_l1` on VGG-19 conv1_2 features.
 - Eq. 5  :func:`pose_transfer_loss` -- ``lambda_1 L_GAN + lambda_2 L_L1 + lambda_3 L_perL1``.
 - Eq. 9  the SHT objective is assembled per step in :class:`sht.train.stages.JointStage` from the above.
+- JASRNet's ``1*CPM + 1*L1`` (jasrnet-spec §4): :func:`jasrnet_loss`.
 """
 
 from __future__ import annotations
@@ -104,6 +105,30 @@ def dhln_loss(
             parts["gradient"] = gr.detach()
     parts["total"] = total.detach()
     return LossParts(total, parts)
+
+
+def jasrnet_loss(
+    heatmaps: list[torch.Tensor],
+    background: list[torch.Tensor],
+    face: torch.Tensor,
+    target_heatmaps: torch.Tensor,
+    hr: torch.Tensor,
+    visible: torch.Tensor | None = None,
+) -> LossParts:
+    """JASRNet's ``1*CPM + 1*L1`` (jasrnet-spec §4). CPM: ``1/(2B)`` times the squared error summed over the three
+    stages and every pixel of the visible landmark channels and of the background channel, whose target is
+    ``max(0, 1 - max_k H_k)`` (spec §2); L1: mean ``|SR - HR|``."""
+    b = target_heatmaps.shape[0]
+    target_bg = (1 - target_heatmaps.amax(dim=1, keepdim=True)).clamp_min(0)
+    mask = torch.ones_like(target_heatmaps[:, :, :1, :1]) if visible is None else visible.to(target_heatmaps.dtype)
+    mask = mask.reshape(b, -1, 1, 1)
+    cpm = sum(
+        (((h.float() - target_heatmaps) ** 2) * mask).sum() + ((g.float() - target_bg) ** 2).sum()
+        for h, g in zip(heatmaps, background, strict=True)
+    ) / (2 * b)
+    l1 = pixel_loss(face.float(), hr)
+    total = cpm + l1
+    return LossParts(total, {"cpm": cpm.detach(), "l1": l1.detach(), "total": total.detach()})
 
 
 def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:

@@ -30,8 +30,9 @@ from ..data.formats import DataError
 from ..data.heatmaps import HeatmapCodec
 from ..data.pairs import PairBuilder
 from ..evaluation import evaluate_model
-from ..losses import LossParts, dhln_loss, discriminator_loss, pose_transfer_loss
+from ..losses import LossParts, dhln_loss, discriminator_loss, jasrnet_loss, pose_transfer_loss
 from ..models import DHLN, FPTN, AppearanceDiscriminator, ShapeDiscriminator, VGG19Conv12
+from ..models.factory import build_model
 from .checkpoint import load_checkpoint
 from .distributed import all_finite, wrap
 
@@ -139,7 +140,7 @@ class SupervisedStage:
         self.train_faces, self.val_faces = train_faces, val_faces
         self.builder = BatchBuilder(train_faces, m.input_size, self.codec, cfg.data.lr_sizes, cfg.data.augment)
         self.sampler = EpochSampler(len(train_faces), cfg.train.batch_size, cfg.train.seed, rank, world_size)
-        self.model = DHLN(m).to(device, memory_format=torch.channels_last)
+        self.model = build_model(m).to(device, memory_format=torch.channels_last)
         self.net = wrap(self.model, world_size)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.lower_is_better = m.has_landmarks
@@ -165,9 +166,13 @@ class SupervisedStage:
         inp = batch.input.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, cfg.train.amp):
             out = self.net(inp, batch.base)
-        loss = dhln_loss(
-            out.heatmaps, out.face, batch.heatmaps, batch.hr, cfg.loss, self.codec, batch.points, visible=batch.visible
-        )
+        b = batch
+        if out.background is not None:  # JASRNet
+            loss = jasrnet_loss(out.heatmaps, out.background, out.face, b.heatmaps, b.hr, b.visible)
+        else:
+            loss = dhln_loss(
+                out.heatmaps, out.face, b.heatmaps, b.hr, cfg.loss, self.codec, b.points, visible=b.visible
+            )
         backward_and_step(loss, "DHLN", list(self.model.parameters()), self.optimizer, cfg.train.grad_clip)
         return {f"train/{k}": v for k, v in loss.parts.items()}
 
@@ -329,8 +334,8 @@ class JointStage:
         self.name = "weak" if weak else "joint"
         self.cfg, self.device, self.rank = cfg, device, rank
         self.codec = HeatmapCodec.from_config(cfg)
-        if not cfg.model.has_landmarks or not cfg.model.has_face:
-            raise ValueError("SHT needs both DHLN streams (model.streams=dhln)")
+        if not cfg.model.has_landmarks or not cfg.model.has_face or cfg.model.arch != "dhln":
+            raise ValueError("SHT needs both DHLN streams (model.arch=dhln, model.streams=dhln)")
         if train_faces is None:
             train_faces, val_faces = load_labeled(cfg, rank)
         self.val_faces = val_faces
