@@ -109,12 +109,13 @@ def test_loss_is_the_spec_cpm_plus_l1():
 
 
 def test_short_training_lowers_the_loss(faces64, tmp_path):
-    cfg = jasr_config("train.steps=40", "train.eval_every=40", "train.lr=0.002", "data.lr_sizes=[16]")
+    torch.manual_seed(0)
+    cfg = jasr_config("train.steps=60", "train.eval_every=60", "train.lr=0.005", "data.lr_sizes=[16]")
     stage = SupervisedStage(cfg, torch.device("cpu"), train_faces=faces64, val_faces=faces64.subset(range(8)))
     Trainer(cfg, stage, tmp_path).fit()
     log = read_metrics(tmp_path / "metrics.csv")
     cpm, l1 = log["train/cpm"], log["train/l1"]
-    assert cpm[-1][1] < 0.8 * cpm[0][1], cpm
+    assert cpm[-1][1] < 0.75 * cpm[0][1], cpm  # measured 311 -> 186 (seed 0)
     assert l1[-1][1] < 0.5 * l1[0][1], l1
     assert "val/nme@16" in log and "val/psnr@16" in log
 
