@@ -89,7 +89,9 @@ class AugmentConfig:
 class DataConfig:
     """Training/validation data. Sources are folders of images with ``.pts`` beside them, or
     ``synthetic:N`` for N generated faces (:mod:`sht.data.synthetic`). A bad sample is reported and skipped
-    unless ``strict``, which makes it an error."""
+    unless ``strict``, which makes it an error. ``label_noise`` > 0 moves the training faces' jaw and nose-bridge
+    points along their contour by Gaussian noise of that fraction of the inter-ocular distance, drawn once from
+    ``label_noise_seed`` (:mod:`sht.data.noise`; the noisy-label setting of Semantic Alignment)."""
 
     train: list[str] = field(default_factory=list)
     val: list[str] = field(default_factory=list)
@@ -100,10 +102,14 @@ class DataConfig:
     cache_dir: str = ".cache/sht"
     strict: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    label_noise: float = 0.0
+    label_noise_seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.lr_sizes or any(s < 2 for s in self.lr_sizes):
             raise ConfigError(f"data.lr_sizes must be a non-empty list of sizes >= 2, got {list(self.lr_sizes)}")
+        if self.label_noise < 0:
+            raise ConfigError(f"data.label_noise must be >= 0, got {self.label_noise}")
 
 
 @dataclass
@@ -254,6 +260,59 @@ class SHTConfig:
 
 
 @dataclass
+class SAConfig:
+    """Semantic Alignment (semantic-alignment-spec §2-5, :mod:`sht.alignment`, :mod:`sht.train.semantic_alignment`).
+
+    ``enabled``: train with the alternating search (``sht train``). The search grid is ``window x window``
+    candidates one pixel of ``unit`` apart (``heatmap``, ``input`` or ``face`` = the HR face), centred on the
+    annotation; ``sigma_prior`` (sigma_1) is in those units, ``sigma_likelihood`` (sigma_2) scales the chi2 between
+    the ``patch x patch`` patch (heatmap pixels) of the last stack's heatmap and the ideal Gaussian of
+    ``heatmap.sigma``. Schedule: plain training for ``start`` x ``train.steps`` steps (the warm-up), then a search
+    over all training faces every ``every`` x ``train.steps`` steps, each supervising the steps up to the next;
+    faces are searched at LR size ``lr_size`` (0: the largest of ``data.lr_sizes``). Defaults: see
+    ``benchmarks/sa_defaults.py`` and benchmarks/RESULTS.md."""
+
+    enabled: bool = False
+    window: int = 17
+    unit: str = "face"
+    sigma_prior: float = 4.0
+    sigma_likelihood: float = 1.0
+    patch: int = 5
+    start: float = 0.5
+    every: float = 0.25
+    lr_size: int = 0
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("heatmap", "input", "face"):
+            raise ConfigError(f"sa.unit must be heatmap, input or face, got {self.unit!r}")
+        for key in ("window", "patch"):
+            v = getattr(self, key)
+            if v < 1 or v % 2 == 0:
+                raise ConfigError(f"sa.{key} must be odd and positive, got {v}")
+        if self.sigma_prior <= 0 or self.sigma_likelihood <= 0:
+            raise ConfigError("sa.sigma_prior and sa.sigma_likelihood must be positive")
+        if not (0 <= self.start < 1 and 0 < self.every <= 1):
+            raise ConfigError(f"sa.start must be in [0, 1) and sa.every in (0, 1], got {self.start}, {self.every}")
+
+
+@dataclass
+class GHCUConfig:
+    """Global Heatmap Correction Unit (semantic-alignment-spec §7, :mod:`sht.models.ghcu`): trained for ``steps``
+    steps at Adam ``lr`` after the backbone, which stays frozen; the final heatmaps are resized to ``input_size``
+    before its six stride-2 convolutions (32: DHLN small's own heatmap size; the spec's Table 1 implies 256, whose
+    first convolution alone costs 64x more)."""
+
+    steps: int = 300
+    lr: float = 1e-3
+    input_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.input_size < 1 or self.steps < 0 or self.lr <= 0:
+            raise ConfigError("ghcu.input_size must be >= 1, ghcu.steps >= 0 and ghcu.lr > 0")
+
+
+@dataclass
 class Config:
     """Everything one run needs; ``preset`` records which named preset it started from."""
 
@@ -265,6 +324,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     fptn: FPTNConfig = field(default_factory=FPTNConfig)
     sht: SHTConfig = field(default_factory=SHTConfig)
+    sa: SAConfig = field(default_factory=SAConfig)
+    ghcu: GHCUConfig = field(default_factory=GHCUConfig)
 
 
 PRESETS: dict[str, dict[str, Any]] = {

@@ -19,7 +19,7 @@ from .train.checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint
 def export_weights(checkpoint: str | Path, out: str | Path, fp16: bool = True, note: str = "") -> Path:
     """DHLN weights of any sht checkpoint (optionally fp16) with its config: a file ``sht.Detector`` loads."""
     tensors, doc = read_checkpoint(checkpoint)
-    keep = {k: v for k, v in tensors.items() if k.startswith("dhln.")}
+    keep = {k: v for k, v in tensors.items() if k.startswith(("dhln.", "ghcu."))}
     if not keep:
         raise ValueError(f"{checkpoint}: holds no DHLN weights to export")
     if fp16:
@@ -27,7 +27,7 @@ def export_weights(checkpoint: str | Path, out: str | Path, fp16: bool = True, n
     meta = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "modules": ["dhln"],
+        "modules": sorted({k.split(".", 1)[0] for k in keep}),
         "config": doc["config"],
         "stage": doc.get("stage"),
         "step": doc.get("step"),

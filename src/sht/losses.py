@@ -7,7 +7,7 @@
 - Eq. 7  :func:`pixel_loss` (L1); Eq. 8 :func:`perceptual_l1` on VGG-19 conv1_2 features.
 - Eq. 5  :func:`pose_transfer_loss` -- ``lambda_1 L_GAN + lambda_2 L_L1 + lambda_3 L_perL1``.
 - Eq. 9  the SHT objective is assembled per step in :class:`sht.train.stages.JointStage` from the above.
-- JASRNet's ``1*CPM + 1*L1`` (jasrnet-spec §4): :func:`jasrnet_loss`.
+- JASRNet's ``1*CPM + 1*L1`` (jasrnet-spec §4): :func:`jasrnet_loss`; GHCU's point loss: :func:`ghcu_loss`.
 """
 
 from __future__ import annotations
@@ -129,6 +129,20 @@ def jasrnet_loss(
     l1 = pixel_loss(face.float(), hr)
     total = cpm + l1
     return LossParts(total, {"cpm": cpm.detach(), "l1": l1.detach(), "total": total.detach()})
+
+
+def ghcu_loss(
+    pred: torch.Tensor, target: torch.Tensor, scale: float = 1.0, visible: torch.Tensor | None = None
+) -> torch.Tensor:
+    """GHCU's loss (NOT FOUND in the SA spec; chosen): the mean squared distance between corrected and target
+    points ``(B, K, 2)``, in units of ``1 / scale`` (heatmap pixels for the codec's scale), over visible points.
+    Squared rather than L1 because GHCU exists for outliers: an L1 fit tends to the median correction, zero for
+    most points, while the squared error lets the few large errors drive it."""
+    err = ((pred.float() - target.float()) * scale).pow(2).sum(-1)
+    if visible is None:
+        return err.mean()
+    w = visible.to(err.dtype)
+    return (err * w).sum() / w.sum().clamp_min(1)
 
 
 def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:

@@ -28,6 +28,7 @@ from ..config import Config
 from ..data.dataset import Batch, BatchBuilder, EpochSampler, FaceSet, load_sources, step_generator
 from ..data.formats import DataError
 from ..data.heatmaps import HeatmapCodec
+from ..data.noise import with_label_noise
 from ..data.pairs import PairBuilder
 from ..evaluation import evaluate_model
 from ..losses import LossParts, dhln_loss, discriminator_loss, jasrnet_loss, pose_transfer_loss
@@ -92,6 +93,8 @@ def load_labeled(cfg: Config, rank: int = 0) -> tuple[FaceSet, FaceSet | None]:
         )
     if train.num_points != m.num_landmarks:
         raise DataError(f"training faces have {train.num_points} points but model.num_landmarks is {m.num_landmarks}")
+    if d.label_noise > 0:  # the noisy-label setting (sht.data.noise)
+        train = with_label_noise(train, d.label_noise, d.label_noise_seed)
     val = None
     if d.val:
         val = load_sources(d.val, m.face_size, d.margin, d.context, m.num_landmarks, d.cache_dir, strict=d.strict)
