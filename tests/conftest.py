@@ -45,6 +45,9 @@ TINY = [
     "train.threads=1",
 ]
 
+# a tiny JASRNet on top of TINY: 64 px faces (8 x 8 heatmaps), C = 8, one deep block
+TINY_JASRNET = ["model.arch=jasrnet", "model.face_size=64", "model.jasr_channels=8", "model.jasr_blocks=1"]
+
 
 def tiny_config(*overrides: str) -> Config:
     """A model small enough to train for a few steps in a second (32 px faces, 16 px input)."""

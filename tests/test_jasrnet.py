@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY
+from conftest import TINY, TINY_JASRNET
 from sht.config import ConfigError, load_config
 from sht.data.dataset import load_source
 from sht.data.heatmaps import HeatmapCodec
@@ -19,7 +19,7 @@ from sht.train import SupervisedStage, Trainer
 from sht.train.logging import read_metrics
 
 SPEC_TRAINABLE = 19_885_778  # jasrnet-spec §3: 19,885,814 in all, 36 of them in the fixed mean/std layers
-JASR_TINY = [*TINY, "model.arch=jasrnet", "model.face_size=64", "model.jasr_channels=8", "model.jasr_blocks=1"]
+JASR_TINY = [*TINY, *TINY_JASRNET]
 
 
 def spec_count(c: int, n: int, k: int = 68) -> int:

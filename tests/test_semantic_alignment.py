@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from conftest import tiny_config
+from conftest import TINY_JASRNET, tiny_config
 from sht.config import ConfigError
 from sht.models.ghcu import CorrectedModel
 from sht.train import SupervisedStage, Trainer
@@ -78,6 +78,18 @@ def test_searched_points_supervise_training_and_resume_exactly(synth_faces, tmp_
     b = load_file(str(tmp_path / "resumed" / "checkpoints" / "last.safetensors"))
     assert torch.equal(a["sa.points"], b["sa.points"]) and int(b["sa.rounds"]) == 3
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("variant", [["model.streams=shn"], TINY_JASRNET])
+def test_sa_trains_shn_and_jasrnet(variant, tmp_path):
+    from sht.data.dataset import load_source
+
+    cfg = tiny_config(*SA, *variant, "train.steps=4", "sa.start=0.5", "sa.every=1")
+    faces = load_source("synthetic:16:4", cfg.model.face_size, 1.3, 1.5)
+    stage = _stage(cfg, faces)
+    Trainer(cfg, stage, tmp_path).fit()
+    assert int(stage.truth.rounds) == 1 and stage.truth.points.shape == faces.points.shape
+    assert torch.isfinite(stage.truth.points).all()
 
 
 def test_sa_refuses_a_face_only_model(synth_faces):

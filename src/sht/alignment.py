@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+CHUNK = 256  # landmark heatmaps per grid_sample call in chi2_grid
+
 
 def _offsets(n: int, spacing: float, device: torch.device) -> torch.Tensor:
     """``(n * n, 2)`` offsets ``(dx, dy)`` of an ``n x n`` grid centred on 0, row-major (dy outer)."""
@@ -41,14 +43,19 @@ def chi2_grid(
     b, k, h, w = heatmaps.shape
     dev = heatmaps.device
     cand = anchors.float().unsqueeze(2) + _offsets(window, step, dev)  # (B, K, C, 2)
-    pos = cand.unsqueeze(3) + _offsets(patch, 1.0, dev)  # (B, K, C, P, 2)
     size = torch.tensor([w, h], device=dev, dtype=torch.float32)
-    grid = (2 * pos / size - 1).reshape(b * k, cand.shape[2], patch * patch, 2)
-    phi = F.grid_sample(
-        heatmaps.float().reshape(b * k, 1, h, w), grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    ).reshape(b, k, cand.shape[2], patch * patch)
+    maps, n = heatmaps.float().reshape(b * k, 1, h, w), cand.shape[2]
+    # grid_sample's [-1, 1] units, formed on the small tensors: one add on the (B*K, C, P*P, 2) grid
+    centres, offsets = (2 * cand / size - 1).reshape(b * k, n, 1, 2), 2 * _offsets(patch, 1.0, dev) / size
     e = ideal_patch(patch, patch_sigma, dev)
-    return cand, ((e - phi) ** 2 / e).sum(-1)
+    chi2 = torch.empty(b * k, n, device=dev)
+    for i in range(0, b * k, CHUNK):  # a few MB at a time rather than one tensor of hundreds
+        phi = F.grid_sample(
+            maps[i : i + CHUNK], centres[i : i + CHUNK] + offsets, padding_mode="zeros", align_corners=False
+        )[:, 0]
+        # sum_i (E_i - Phi_i)^2 / E_i as sum Phi^2 / E - 2 sum Phi + sum E: two passes over Phi, not four
+        chi2[i : i + CHUNK] = phi.square() @ (1 / e) - 2 * phi.sum(-1) + e.sum()
+    return cand, chi2.reshape(b, k, n)
 
 
 def search_cost(

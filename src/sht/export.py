@@ -65,7 +65,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> Pat
     (the LR face resized bicubically to the input and to the face size), outputs ``heatmaps`` ``(B, K, S, S)``
     and ``face`` ``(B, 3, F, F)``. JASRNet (``model.arch=jasrnet``) reads only ``input``, already at the face size,
     so its graph has that one input and heatmaps ``(B, K, F/8, F/8)`` without the background channel."""
-    pred = Predictor.from_checkpoint(checkpoint)
+    pred = Predictor.from_checkpoint(checkpoint, ghcu=False)  # the backbone's outputs; GHCU is not exported
     m = pred.config.model
     wrapper = _OnnxDHLN(pred.model.eval())
     x = torch.rand(2, 3, m.input_size, m.input_size)
