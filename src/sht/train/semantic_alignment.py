@@ -95,8 +95,16 @@ class SemanticAlignmentStage(SupervisedStage):
 
     name = "sa"
 
-    def __init__(self, cfg: Config, device: torch.device, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
-        super().__init__(cfg, device, *args, **kwargs)
+    def __init__(
+        self,
+        cfg: Config,
+        device: torch.device,
+        rank: int = 0,
+        world_size: int = 1,
+        train_faces: FaceSet | None = None,
+        val_faces: FaceSet | None = None,
+    ) -> None:
+        super().__init__(cfg, device, rank, world_size, train_faces, val_faces)
         if not cfg.model.has_landmarks:
             raise ValueError("Semantic Alignment searches landmark heatmaps: model.streams must be dhln or shn")
         assert self.train_faces.points is not None
