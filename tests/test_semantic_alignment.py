@@ -121,6 +121,10 @@ def test_ghcu_stage_checkpoint_and_inference(synth_faces, tmp_path):
     assert a[0].landmarks.shape == (68, 2)
     assert max(np.abs(x.landmarks - y.landmarks).max() for x, y in zip(a, b, strict=True)) > 1e-4
     assert Detector(weights=ckpt).landmarks(crops[0]).shape == (68, 2)
+    from sht.export import export_weights
+
+    release = export_weights(ckpt, tmp_path / "release.safetensors")  # release weights keep the GHCU
+    assert isinstance(Predictor.from_checkpoint(release).model, CorrectedModel)
     # GHCU's stage needs no SA: on a plain checkpoint it trains on the annotations
     plain_cfg = tiny_config("train.steps=2")
     Trainer(plain_cfg, SupervisedStage(plain_cfg, torch.device("cpu"), train_faces=synth_faces), tmp_path / "p").fit()
