@@ -34,9 +34,9 @@ import torch
 from lowres_data import load_lowres_data
 from results_block import update_block
 
+from sht.checkpoint import read_checkpoint
 from sht.config import apply_overrides, build_config, config_to_dict
 from sht.report import markdown_table
-from sht.train.checkpoint import read_checkpoint
 from sht.train.probe import displacement_losses, position_cosines, probe_batches
 from sht.train.stages import JointStage
 

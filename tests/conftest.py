@@ -45,6 +45,9 @@ TINY = [
     "train.threads=1",
 ]
 
+# a tiny JASRNet on top of TINY: 64 px faces (8 x 8 heatmaps), C = 8, one deep block
+TINY_JASRNET = ["model.arch=jasrnet", "model.face_size=64", "model.jasr_channels=8", "model.jasr_blocks=1"]
+
 
 # a tiny FPTN and discriminators, on the tiny config's own face size
 FPTN_TINY = [

@@ -22,9 +22,13 @@ from .errors import ConfigError
 
 @dataclass
 class ModelConfig:
-    """DHLN architecture (paper §3.1). ``streams`` switches a stream off: ``shn`` = landmarks only,
-    ``fhs`` = face hallucination only, ``dhln`` = both, fused by FUBlock1/FUBlock2."""
+    """The landmark/face network. ``arch``: ``dhln`` (paper §3.1) or ``jasrnet`` (Yin et al. 2020,
+    ``../shared/paper/jasrnet-spec.md``). DHLN: ``streams`` switches a stream off: ``shn`` = landmarks only,
+    ``fhs`` = face hallucination only, ``dhln`` = both, fused by FUBlock1/FUBlock2. JASRNet: ``jasr_channels``
+    (C) and ``jasr_blocks`` (the deep residual blocks); its input is the LR face upsampled to the face size, so
+    ``input_size`` is set to ``face_size`` (spec §1), and its heatmaps are ``face_size / 8`` (spec §2)."""
 
+    arch: str = "dhln"
     streams: str = "dhln"
     num_landmarks: int = 68
     input_size: int = 64
@@ -36,12 +40,30 @@ class ModelConfig:
     sr_blocks: int = 4
     fusion_kernel: int = 1
     global_residual: bool = True
+    jasr_channels: int = 128
+    jasr_blocks: int = 32
 
     def __post_init__(self) -> None:
+        if self.arch not in ("dhln", "jasrnet"):
+            raise ConfigError(f"model.arch must be dhln or jasrnet, got {self.arch!r}")
         if self.streams not in ("dhln", "shn", "fhs"):
             raise ConfigError(f"model.streams must be dhln, shn or fhs, got {self.streams!r}")
+        if self.arch == "jasrnet":
+            if self.streams != "dhln":
+                raise ConfigError("model.arch=jasrnet has both heads: model.streams must be dhln")
+            if self.face_size % 8 != 0 or self.jasr_channels < 1 or self.jasr_blocks < 0:
+                raise ConfigError(
+                    f"model.arch=jasrnet needs face_size divisible by 8 (got {self.face_size}), jasr_channels >= 1 "
+                    f"and jasr_blocks >= 0"
+                )
+            self.input_size = self.face_size
         if self.input_size % (2**self.depth) != 0:
             raise ConfigError(f"model.input_size={self.input_size} must be divisible by 2**model.depth={2**self.depth}")
+
+    @property
+    def heatmap_size(self) -> int:
+        """Side of the predicted heatmaps: the input size for DHLN, ``face_size / 8`` for JASRNet."""
+        return self.face_size // 8 if self.arch == "jasrnet" else self.input_size
 
     @property
     def has_landmarks(self) -> bool:
@@ -67,7 +89,9 @@ class AugmentConfig:
 class DataConfig:
     """Training/validation data. Sources are folders of images with ``.pts`` beside them, or
     ``synthetic:N`` for N generated faces (:mod:`sht.data.synthetic`). A bad sample is reported and skipped
-    unless ``strict``, which makes it an error."""
+    unless ``strict``, which makes it an error. ``label_noise`` > 0 moves the training faces' jaw and nose-bridge
+    points along their contour by Gaussian noise of that fraction of the inter-ocular distance, drawn once from
+    ``label_noise_seed`` (:mod:`sht.data.noise`; the noisy-label setting of Semantic Alignment)."""
 
     train: list[str] = field(default_factory=list)
     val: list[str] = field(default_factory=list)
@@ -78,10 +102,14 @@ class DataConfig:
     cache_dir: str = ".cache/sht"
     strict: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    label_noise: float = 0.0
+    label_noise_seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.lr_sizes or any(s < 2 for s in self.lr_sizes):
             raise ConfigError(f"data.lr_sizes must be a non-empty list of sizes >= 2, got {list(self.lr_sizes)}")
+        if self.label_noise < 0:
+            raise ConfigError(f"data.label_noise must be >= 0, got {self.label_noise}")
 
 
 @dataclass
@@ -322,6 +350,59 @@ class SHTConfig:
 
 
 @dataclass
+class SAConfig:
+    """Semantic Alignment (semantic-alignment-spec §2-5, :mod:`sht.alignment`, :mod:`sht.train.semantic_alignment`).
+
+    ``enabled``: train with the alternating search (``sht train``). The search grid is ``window x window``
+    candidates one pixel of ``unit`` apart (``heatmap``, ``input`` or ``face`` = the HR face), centred on the
+    annotation; ``sigma_prior`` (sigma_1) is in those units, ``sigma_likelihood`` (sigma_2) scales the chi2 between
+    the ``patch x patch`` patch (heatmap pixels) of the last stack's heatmap and the ideal Gaussian of
+    ``heatmap.sigma``. Schedule: plain training for ``start`` x ``train.steps`` steps (the warm-up), then a search
+    over all training faces every ``every`` x ``train.steps`` steps, each supervising the steps up to the next;
+    faces are searched at LR size ``lr_size`` (0: the largest of ``data.lr_sizes``). Defaults: see
+    ``benchmarks/sa_defaults.py`` and benchmarks/RESULTS.md."""
+
+    enabled: bool = False
+    window: int = 17
+    unit: str = "face"
+    sigma_prior: float = 4.0
+    sigma_likelihood: float = 1.0
+    patch: int = 5
+    start: float = 0.5
+    every: float = 0.25
+    lr_size: int = 0
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("heatmap", "input", "face"):
+            raise ConfigError(f"sa.unit must be heatmap, input or face, got {self.unit!r}")
+        for key in ("window", "patch"):
+            v = getattr(self, key)
+            if v < 1 or v % 2 == 0:
+                raise ConfigError(f"sa.{key} must be odd and positive, got {v}")
+        if self.sigma_prior <= 0 or self.sigma_likelihood <= 0:
+            raise ConfigError("sa.sigma_prior and sa.sigma_likelihood must be positive")
+        if not (0 <= self.start < 1 and 0 < self.every <= 1):
+            raise ConfigError(f"sa.start must be in [0, 1) and sa.every in (0, 1], got {self.start}, {self.every}")
+
+
+@dataclass
+class GHCUConfig:
+    """Global Heatmap Correction Unit (semantic-alignment-spec §7, :mod:`sht.models.ghcu`): trained for ``steps``
+    steps at Adam ``lr`` after the backbone, which stays frozen; the final heatmaps are resized to ``input_size``
+    before its six stride-2 convolutions (32: DHLN small's own heatmap size; the spec's Table 1 implies 256, whose
+    first convolution alone costs 64x more)."""
+
+    steps: int = 300
+    lr: float = 1e-3
+    input_size: int = 32
+
+    def __post_init__(self) -> None:
+        if self.input_size < 1 or self.steps < 0 or self.lr <= 0:
+            raise ConfigError("ghcu.input_size must be >= 1, ghcu.steps >= 0 and ghcu.lr > 0")
+
+
+@dataclass
 class Config:
     """Everything one run needs; ``preset`` records which named preset it started from."""
 
@@ -333,6 +414,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     fptn: FPTNConfig = field(default_factory=FPTNConfig)
     sht: SHTConfig = field(default_factory=SHTConfig)
+    sa: SAConfig = field(default_factory=SAConfig)
+    ghcu: GHCUConfig = field(default_factory=GHCUConfig)
 
 
 # The paper's literal SHT objective: DHLN's update sees the discriminators' conditions, D_S's real pairs use
@@ -355,6 +438,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     # still hallucinated at 128x128; LR sizes 16/32/64 with 16 px drawn twice as often; a foreground-weighted
     # heatmap MSE (Adaptive Wing's weight map, w = 10) to start fast, and gamma_2 = gamma_3 = 1 so that the
     # face stream is trained as hard as the (now ~10x larger) heatmap term; see benchmarks/RESULTS.md.
+    # JASRNet (model.arch=jasrnet; paper preset: the spec's C = 128, 32 blocks): C = 12 and 8 deep blocks cost about
+    # a DHLN-small step. CPU seconds per step of batch 16, 1 thread, two interleaved runs each:
+    # DHLN small 0.784 / 0.943, JASRNet C=12 x 8 blocks 0.863 / 0.997 (C=16 x 2: 1.176, C=14 x 8: 1.145), from
+    # `python benchmarks/step_time.py --preset small [--override model.arch=jasrnet]`.
     "small": {
         "model": {
             "input_size": 32,
@@ -363,6 +450,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "depth": 3,
             "sr_channels": 32,
             "sr_blocks": 2,
+            "jasr_channels": 12,
+            "jasr_blocks": 8,
         },
         "data": {"lr_sizes": [16, 16, 32, 64]},
         "heatmap": {"sigma": 1.5},

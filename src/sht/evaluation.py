@@ -61,7 +61,7 @@ def predict(
         b = base[i : i + batch_size].to(device) if base is not None else None
         out = model(inputs[i : i + batch_size].to(device), b)
         if out.heatmaps:
-            pts.append(codec.decode(out.final_heatmaps)[0].cpu())
+            pts.append((out.points if out.points is not None else codec.decode(out.final_heatmaps)[0]).cpu())
         if out.face is not None:
             faces.append(degradation.quantize(out.face.float()).cpu())
     return (torch.cat(pts) if pts else None), (torch.cat(faces) if faces else None)

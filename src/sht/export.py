@@ -19,7 +19,7 @@ from .models import DHLN
 def export_weights(checkpoint: str | Path, out: str | Path, fp16: bool = True, note: str = "") -> Path:
     """DHLN weights of any sht checkpoint (optionally fp16) with its config: a file ``sht.Detector`` loads."""
     tensors, doc = read_checkpoint(checkpoint)
-    keep = {k: v for k, v in tensors.items() if k.startswith("dhln.")}
+    keep = {k: v for k, v in tensors.items() if k.startswith(("dhln.", "ghcu."))}
     if not keep:
         raise ValueError(f"{checkpoint}: holds no DHLN weights to export")
     if fp16:
@@ -27,7 +27,7 @@ def export_weights(checkpoint: str | Path, out: str | Path, fp16: bool = True, n
     meta = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "modules": ["dhln"],
+        "modules": sorted({k.split(".", 1)[0] for k in keep}),
         "config": doc["config"],
         "stage": doc.get("stage"),
         "step": doc.get("step"),
@@ -63,8 +63,9 @@ class _OnnxDHLN(nn.Module):
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> Path:
     """ONNX graph of DHLN with a dynamic batch: inputs ``input`` ``(B, 3, S, S)`` and ``base`` ``(B, 3, F, F)``
     (the LR face resized bicubically to the input and to the face size), outputs ``heatmaps`` ``(B, K, S, S)``
-    and ``face`` ``(B, 3, F, F)``."""
-    pred = Predictor.from_checkpoint(checkpoint)
+    and ``face`` ``(B, 3, F, F)``. JASRNet (``model.arch=jasrnet``) reads only ``input``, already at the face size,
+    so its graph has that one input and heatmaps ``(B, K, F/8, F/8)`` without the background channel."""
+    pred = Predictor.from_checkpoint(checkpoint, ghcu=False)  # the backbone's outputs; GHCU is not exported
     m = pred.config.model
     wrapper = _OnnxDHLN(pred.model.eval())
     x = torch.rand(2, 3, m.input_size, m.input_size)

@@ -23,7 +23,8 @@ from .data import degradation
 from .data.heatmaps import HeatmapCodec
 from .data.transforms import crop_image
 from .faces import FaceBox, crop_size_for, make_face_detector, refine_crops
-from .models.dhln import DHLN
+from .models.factory import build_model
+from .models.ghcu import GHCU, CorrectedModel
 
 if TYPE_CHECKING:
     from .video import Track, TrackConfig
@@ -53,7 +54,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: DHLN,
+        model: torch.nn.Module,
         codec: HeatmapCodec,
         config: Config,
         device: torch.device | str = "cpu",
@@ -72,8 +73,11 @@ class Predictor:
         self.forward = torch.compile(self.model) if compile else self.model
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: torch.device | str = "cpu", **kwargs: Any) -> Predictor:
-        """Load any sht checkpoint that holds DHLN weights (training or release), checking its config."""
+    def from_checkpoint(
+        cls, path: str | Path, device: torch.device | str = "cpu", ghcu: bool = True, **kwargs: Any
+    ) -> Predictor:
+        """Load any sht checkpoint that holds DHLN (or JASRNet) weights (training or release), checking its config;
+        a GHCU stored with them corrects the landmarks unless ``ghcu=False``."""
         tensors, doc = read_checkpoint(path)
         if "config" not in doc:
             raise CheckpointError(f"{path}: holds no config; cannot rebuild the model")
@@ -81,9 +85,13 @@ class Predictor:
             cfg = config_from_dict(doc["config"])
         except ConfigError as exc:
             raise CheckpointError(f"{path}: its config does not fit this sht version ({exc})") from None
-        model = DHLN(cfg.model)
+        model = build_model(cfg.model)
         load_module(model, tensors, "dhln", str(path))
-        return cls(model.float(), HeatmapCodec.from_config(cfg), cfg, device, str(path), **kwargs)
+        codec = HeatmapCodec.from_config(cfg)
+        if ghcu and any(k.startswith("ghcu.") for k in tensors):  # Semantic Alignment's correction unit
+            model = CorrectedModel(model, GHCU(cfg.model.num_landmarks, cfg.ghcu.input_size), codec)
+            load_module(model.ghcu, tensors, "ghcu", str(path))
+        return cls(model.float(), codec, cfg, device, str(path), **kwargs)
 
     @property
     def input_size(self) -> int:
@@ -114,6 +122,7 @@ class Predictor:
             pts = scores = None
             if res.heatmaps:
                 p, s = self.codec.decode(res.final_heatmaps.float())
+                p = res.points.float() if res.points is not None else p  # GHCU's corrected points when present
                 pts, scores = p.cpu().double().numpy(), s.cpu().numpy()
             faces = degradation.quantize(res.face.float()).cpu() if res.face is not None else None
             for j, im in enumerate(chunk):

@@ -10,6 +10,7 @@
 - Eq. 9  the SHT objective is assembled per step in :class:`sht.train.stages.JointStage` from the above.
 - (not in the paper) :func:`equivariance_loss` -- for two views related by a known transform ``T``,
   ``||H_k - T(H_j)||^2`` and ``||H_j - T^-1(H_k)||^2``: the standard semi-supervised landmark baseline.
+- JASRNet's ``1*CPM + 1*L1`` (jasrnet-spec §4): :func:`jasrnet_loss`; GHCU's point loss: :func:`ghcu_loss`.
 """
 
 from __future__ import annotations
@@ -107,6 +108,44 @@ def dhln_loss(
             parts["gradient"] = gr.detach()
     parts["total"] = total.detach()
     return LossParts(total, parts)
+
+
+def jasrnet_loss(
+    heatmaps: list[torch.Tensor],
+    background: list[torch.Tensor],
+    face: torch.Tensor,
+    target_heatmaps: torch.Tensor,
+    hr: torch.Tensor,
+    visible: torch.Tensor | None = None,
+) -> LossParts:
+    """JASRNet's ``1*CPM + 1*L1`` (jasrnet-spec §4). CPM: ``1/(2B)`` times the squared error summed over the three
+    stages and every pixel of the visible landmark channels and of the background channel, whose target is
+    ``max(0, 1 - max_k H_k)`` (spec §2); L1: mean ``|SR - HR|``."""
+    b = target_heatmaps.shape[0]
+    target_bg = (1 - target_heatmaps.amax(dim=1, keepdim=True)).clamp_min(0)
+    mask = torch.ones_like(target_heatmaps[:, :, :1, :1]) if visible is None else visible.to(target_heatmaps.dtype)
+    mask = mask.reshape(b, -1, 1, 1)
+    cpm = sum(
+        (((h.float() - target_heatmaps) ** 2) * mask).sum() + ((g.float() - target_bg) ** 2).sum()
+        for h, g in zip(heatmaps, background, strict=True)
+    ) / (2 * b)
+    l1 = pixel_loss(face.float(), hr)
+    total = cpm + l1
+    return LossParts(total, {"cpm": cpm.detach(), "l1": l1.detach(), "total": total.detach()})
+
+
+def ghcu_loss(
+    pred: torch.Tensor, target: torch.Tensor, scale: float = 1.0, visible: torch.Tensor | None = None
+) -> torch.Tensor:
+    """GHCU's loss (NOT FOUND in the SA spec; chosen): the mean squared distance between corrected and target
+    points ``(B, K, 2)``, in units of ``1 / scale`` (heatmap pixels for the codec's scale), over visible points.
+    Squared rather than L1 because GHCU exists for outliers: an L1 fit tends to the median correction, zero for
+    most points, while the squared error lets the few large errors drive it."""
+    err = ((pred.float() - target.float()) * scale).pow(2).sum(-1)
+    if visible is None:
+        return err.mean()
+    w = visible.to(err.dtype)
+    return (err * w).sum() / w.sum().clamp_min(1)
 
 
 def _bce(logits: torch.Tensor, real: bool) -> torch.Tensor:

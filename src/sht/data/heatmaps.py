@@ -39,8 +39,8 @@ class HeatmapCodec:
 
     @classmethod
     def from_config(cls, cfg: Config) -> HeatmapCodec:
-        """Heatmaps of the network's input size for landmarks in face (HR) pixels."""
-        return cls(cfg.model.face_size, cfg.model.input_size, cfg.heatmap.sigma, cfg.heatmap.decoder)
+        """Heatmaps of the network's heatmap size (``model.heatmap_size``) for landmarks in face (HR) pixels."""
+        return cls(cfg.model.face_size, cfg.model.heatmap_size, cfg.heatmap.sigma, cfg.heatmap.decoder)
 
     @property
     def scale(self) -> float:

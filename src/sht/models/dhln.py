@@ -46,10 +46,14 @@ class FUBlock2(nn.Module):
 
 @dataclass
 class DHLNOutput:
-    """``heatmaps``: one ``(B, K, S, S)`` tensor per stack (empty for FHS); ``face``: ``(B, 3, F, F)`` or None."""
+    """``heatmaps``: one ``(B, K, S, S)`` tensor per stack (empty for FHS); ``face``: ``(B, 3, F, F)`` or None.
+    ``background``: JASRNet's per-stage background channel ``(B, 1, S, S)`` (None for DHLN); ``points``: landmarks
+    ``(B, K, 2)`` in face pixels when a module computes them directly (GHCU), used instead of decoding."""
 
     heatmaps: list[torch.Tensor]
     face: torch.Tensor | None
+    background: list[torch.Tensor] | None = None
+    points: torch.Tensor | None = None
 
     @property
     def final_heatmaps(self) -> torch.Tensor:

@@ -8,12 +8,14 @@ from ..config import Config
 from .distributed import cleanup, setup
 from .preflight import preflight
 from .recipe import run_recipe
+from .semantic_alignment import SemanticAlignmentStage
 from .stages import FPTNStage, JointStage, SupervisedStage
 from .trainer import Trainer, resolve_device, seed_everything, set_threads
 
 
 def train(cfg: Config, out_dir: str | Path | None = None) -> dict[str, float]:
-    """Train (or resume) stage 1 -- DHLN/SHN/FHS with Eq. 4 -- as configured; returns the last validation metrics.
+    """Train (or resume) stage 1 -- DHLN/SHN/FHS with Eq. 4, or JASRNet -- as configured (with Semantic Alignment
+    when ``sa.enabled``); returns the last validation metrics.
     Under ``torchrun`` every process trains its slice of each batch (DistributedDataParallel)."""
     out = Path(out_dir or cfg.train.out_dir)
     preflight(cfg, {1: out}, [1], {1: cfg.train.steps})
@@ -21,7 +23,8 @@ def train(cfg: Config, out_dir: str | Path | None = None) -> dict[str, float]:
     seed_everything(cfg.train.seed)
     info = setup(resolve_device(cfg.train.device))
     try:
-        stage = SupervisedStage(cfg, info.device, info.rank, info.world_size)
+        kind = SemanticAlignmentStage if cfg.sa.enabled else SupervisedStage
+        stage = kind(cfg, info.device, info.rank, info.world_size)
         return Trainer(cfg, stage, out, info.rank, info.world_size).fit()
     finally:
         cleanup()

@@ -30,6 +30,7 @@ from ..config import Config
 from ..data.dataset import Batch, BatchBuilder, EpochSampler, FaceSet, load_sources, step_generator
 from ..data.formats import DataError
 from ..data.heatmaps import HeatmapCodec
+from ..data.noise import with_label_noise
 from ..data.pairs import PairBuilder, view_transform
 from ..evaluation import evaluate_model
 from ..losses import (
@@ -37,11 +38,13 @@ from ..losses import (
     dhln_loss,
     discriminator_loss,
     equivariance_loss,
+    jasrnet_loss,
     pose_transfer_terms,
     weigh_transfer,
 )
 from ..metrics import displace_points
 from ..models import DHLN, FPTN, AppearanceDiscriminator, ShapeDiscriminator, VGG19Conv12
+from ..models.factory import build_model
 from .distributed import all_finite, wrap
 
 
@@ -100,6 +103,8 @@ def load_labeled(cfg: Config, rank: int = 0) -> tuple[FaceSet, FaceSet | None]:
         )
     if train.num_points != m.num_landmarks:
         raise DataError(f"training faces have {train.num_points} points but model.num_landmarks is {m.num_landmarks}")
+    if d.label_noise > 0:  # the noisy-label setting (sht.data.noise)
+        train = with_label_noise(train, d.label_noise, d.label_noise_seed)
     val = None
     if d.val:
         val = load_sources(d.val, m.face_size, d.margin, d.context, m.num_landmarks, d.cache_dir, strict=d.strict)
@@ -148,7 +153,7 @@ class SupervisedStage:
         self.train_faces, self.val_faces = train_faces, val_faces
         self.builder = BatchBuilder(train_faces, m.input_size, self.codec, cfg.data.lr_sizes, cfg.data.augment)
         self.sampler = EpochSampler(len(train_faces), cfg.train.batch_size, cfg.train.seed, rank, world_size)
-        self.model = DHLN(m).to(device, memory_format=torch.channels_last)
+        self.model = build_model(m).to(device, memory_format=torch.channels_last)
         self.net = wrap(self.model, world_size)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.lower_is_better = m.has_landmarks
@@ -174,9 +179,13 @@ class SupervisedStage:
         inp = batch.input.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, cfg.train.amp):
             out = self.net(inp, batch.base)
-        loss = dhln_loss(
-            out.heatmaps, out.face, batch.heatmaps, batch.hr, cfg.loss, self.codec, batch.points, visible=batch.visible
-        )
+        b = batch
+        if out.background is not None:  # JASRNet
+            loss = jasrnet_loss(out.heatmaps, out.background, out.face, b.heatmaps, b.hr, b.visible)
+        else:
+            loss = dhln_loss(
+                out.heatmaps, out.face, b.heatmaps, b.hr, cfg.loss, self.codec, b.points, visible=b.visible
+            )
         backward_and_step(loss, "DHLN", list(self.model.parameters()), self.optimizer, cfg.train.grad_clip)
         return {f"train/{k}": v for k, v in loss.parts.items()}
 
@@ -404,8 +413,8 @@ class JointStage:
         self.cfg, self.device, self.rank = cfg, device, rank
         self.codec = HeatmapCodec.from_config(cfg)
         sht = cfg.sht
-        if not cfg.model.has_landmarks or not cfg.model.has_face:
-            raise ValueError("SHT needs both DHLN streams (model.streams=dhln)")
+        if not cfg.model.has_landmarks or not cfg.model.has_face or cfg.model.arch != "dhln":
+            raise ValueError("SHT needs both DHLN streams (model.arch=dhln, model.streams=dhln)")
         if train_faces is None:
             train_faces, val_faces = load_labeled(cfg, rank)
         self.val_faces = val_faces
