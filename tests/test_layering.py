@@ -124,7 +124,7 @@ def _reachable(graph: dict[str, set[str]], start: str) -> dict[str, str]:
 
 def test_graph_reader_sees_relative_and_function_level_imports():
     graph = import_graph()
-    assert "sht.models.dhln" in graph["sht.infer"]  # from .models.dhln import DHLN
+    assert "sht.models.factory" in graph["sht.infer"]  # from .models.factory import build_model
     assert "sht.data.unlabeled" in graph["sht.train.recipe"]  # inside load_weak_data()
     assert "sht.infer" not in graph["sht.faces"]  # only under TYPE_CHECKING (if at all)
 
