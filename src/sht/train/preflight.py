@@ -60,15 +60,16 @@ def check_weak_data(cfg: Config) -> None:
 
 
 def check_vgg(cfg: Config) -> None:
-    """The perceptual loss of Eq. 8 reads VGG-19 conv1_2 weights from a local file (nothing is downloaded)."""
-    if cfg.sht.lambda_perceptual <= 0:
+    """The perceptual loss of Eq. 8 reads VGG-19 conv1_2 weights from a local file (nothing is downloaded); it is
+    needed when FPTN's own updates or DHLN's transfer terms weigh it."""
+    if cfg.sht.fptn_weights[2] <= 0 and cfg.sht.dhln_weights[2] <= 0:
         return
     from ..models.vgg import VGG19Conv12
 
     try:
         VGG19Conv12.from_npz(cfg.fptn.vgg_weights)
     except (FileNotFoundError, ValueError) as exc:
-        raise ConfigError(f"fptn.vgg_weights (stages 2-4, sht.lambda_perceptual > 0): {exc}") from None
+        raise ConfigError(f"fptn.vgg_weights (stages 2-4 with a perceptual term): {exc}") from None
 
 
 def check_writable(folder: Path) -> None:
@@ -125,14 +126,14 @@ def preflight(cfg: Config, runs: dict[int, Path], stages: Sequence[int], steps: 
     check_data(cfg)
     for s in pending:
         for need in NEEDS.get(s, ()):
-            if need in todo:
+            if need in todo or (need == 2 and not cfg.sht.uses_transfer):  # no FPTN: stage 3 needs only stage 1
                 continue
             doc = _last_doc(runs[need])
             if doc is None:
                 raise ConfigError(
                     f"stage {s} starts from stage {need}, which is neither requested nor finished in {runs[need]}"
                 )
-    if any(s >= 2 for s in pending):
+    if 2 in pending or (cfg.sht.uses_transfer and any(s >= 3 for s in pending)):
         check_vgg(cfg)
     if 4 in pending:
         check_weak_data(cfg)
