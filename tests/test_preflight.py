@@ -21,12 +21,18 @@ def no_training(monkeypatch):
     def boom(*_a, **_k):
         raise AssertionError("training started before the checks refused the run")
 
+    class Boom:
+        name = "dhln"
+
+        def __init__(self, *_a, **_k):
+            boom()
+
     import sht.train as train_pkg
     import sht.train.recipe as recipe
 
     monkeypatch.setattr(recipe, "load_labeled", boom)
-    monkeypatch.setattr(recipe, "SupervisedStage", boom)
-    monkeypatch.setattr(train_pkg, "SupervisedStage", boom)
+    monkeypatch.setattr(recipe, "SupervisedStage", Boom)
+    monkeypatch.setattr(train_pkg, "SupervisedStage", Boom)
 
 
 def run_cli(argv, capsys):
@@ -154,3 +160,17 @@ def vgg_npz(tmp_path):
         },
     )
     return path
+
+
+def test_semantic_alignment_runs_resume_under_their_own_stage_name(tmp_path):
+    from sht.errors import CheckpointError
+    from sht.train.preflight import preflight
+
+    cfg = load_config("small", [*TINY, "data.train=[synthetic:8]"])
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    doc = {"stage": "sa", "step": 3, "config": config_to_dict(cfg)}
+    (run / "checkpoints" / "last.json").write_text(json.dumps(doc))
+    preflight(cfg, {1: run}, [1], {1: 5}, {1: "sa"})  # accepted
+    with pytest.raises(CheckpointError, match="'sa' run"):
+        preflight(cfg, {1: run}, [1], {1: 5})

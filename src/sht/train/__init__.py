@@ -18,12 +18,12 @@ def train(cfg: Config, out_dir: str | Path | None = None) -> dict[str, float]:
     when ``sa.enabled``); returns the last validation metrics.
     Under ``torchrun`` every process trains its slice of each batch (DistributedDataParallel)."""
     out = Path(out_dir or cfg.train.out_dir)
-    preflight(cfg, {1: out}, [1], {1: cfg.train.steps})
+    kind = SemanticAlignmentStage if cfg.sa.enabled else SupervisedStage
+    preflight(cfg, {1: out}, [1], {1: cfg.train.steps}, {1: kind.name})
     set_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     info = setup(resolve_device(cfg.train.device))
     try:
-        kind = SemanticAlignmentStage if cfg.sa.enabled else SupervisedStage
         stage = kind(cfg, info.device, info.rank, info.world_size)
         return Trainer(cfg, stage, out, info.rank, info.world_size).fit()
     finally:

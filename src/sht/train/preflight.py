@@ -113,12 +113,20 @@ def check_resume(cfg: Config, run: Path, stage_name: str) -> int | None:
     return int(doc.get("step", 0))
 
 
-def preflight(cfg: Config, runs: dict[int, Path], stages: Sequence[int], steps: dict[int, int]) -> None:
-    """Check everything ``stages`` (of 1-4, run in ``runs[s]`` for ``steps[s]`` steps) will need."""
+def preflight(
+    cfg: Config,
+    runs: dict[int, Path],
+    stages: Sequence[int],
+    steps: dict[int, int],
+    names: dict[int, str] | None = None,
+) -> None:
+    """Check everything ``stages`` (of 1-4, run in ``runs[s]`` for ``steps[s]`` steps) will need; ``names``: the
+    stage names their checkpoints carry, where not :data:`STAGE_NAMES` (e.g. ``sa`` for Semantic Alignment)."""
+    names = {**STAGE_NAMES, **(names or {})}
     todo = [s for s in sorted(stages) if steps[s] > 0]
     pending = []
     for s in todo:
-        step = check_resume(cfg, runs[s], STAGE_NAMES[s])
+        step = check_resume(cfg, runs[s], names[s])
         if step is None or step < steps[s]:
             pending.append(s)
     if not pending:
