@@ -335,7 +335,13 @@ def merge(args: argparse.Namespace, test: FaceSet, command: str) -> None:
             doc["data"] = {**counts, **({"unlabeled_total": unl} if unl else {}), "test_faces": len(test)}
             doc["budget"] = {"steps": args.steps, "joint": args.joint, "fptn_steps": args.fptn_steps}
             doc["command"] = command
-            write_json(results_dir / f"lowres-{args.preset}-f{fraction:g}.json", doc)
+            target = results_dir / f"lowres-{args.preset}-f{fraction:g}.json"
+            if target.exists():  # rows another script merged into this file (benchmarks/lowres_sa.py) stay
+                old = json.loads(target.read_text())
+                doc["rows"] += [r for r in old["rows"] if r.get("protocol") == "lowres_sa"]
+                if "lowres_sa" in old:
+                    doc["lowres_sa"] = old["lowres_sa"]
+            write_json(target, doc)
             block = results_block(args, doc, units, root)
             update_block(args.results, f"lowres-{args.preset}-f{fraction:g}", block)
             print(block)
