@@ -24,8 +24,6 @@ from .data.heatmaps import HeatmapCodec
 from .evaluation import evaluate_bicubic, evaluate_mean_shape, evaluate_model, face_panels
 from .infer import Predictor
 from .report import face_grid, markdown_table, plot_ced, plot_curves
-from .train import SupervisedStage, Trainer, seed_everything, set_threads
-from .train.logging import read_metrics
 
 LR_SIZES = (16, 32, 64)
 
@@ -39,6 +37,9 @@ def train_demo(
     progress: bool = True,
 ) -> Path:
     """Train and evaluate a small DHLN on generated faces; returns the path of ``report.md``."""
+    from .train import SupervisedStage, Trainer, seed_everything, set_threads
+    from .train.logging import read_metrics
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -155,7 +156,6 @@ def showcase(out_dir: str | Path, weights: str | Path | None = None, faces: int 
     LR | bicubic | hallucinated | landmarks panels. Returns a markdown section and the figure paths."""
     import numpy as np
     from PIL import Image
-    from skimage import data as skdata
 
     from .data import degradation
     from .data.synthetic import generate
@@ -165,7 +165,7 @@ def showcase(out_dir: str | Path, weights: str | Path | None = None, faces: int 
 
     out = Path(out_dir)
     det = Detector(weights)
-    photo = Image.fromarray(skdata.astronaut())
+    photo = skimage_photo("astronaut.png")
     found = det.detect(photo)
     subjects: list[tuple[str, Image.Image, np.ndarray]] = []
     lines = []
@@ -250,6 +250,18 @@ def _html(title: str, blocks: list[Block]) -> str:
     return "\n".join(out)
 
 
+def skimage_photo(name: str = "astronaut.png"):  # noqa: ANN201 - a PIL image
+    """A photo that ships inside scikit-image, read straight from the package with PIL (``skimage.data.astronaut()``
+    goes through its fetcher and image-IO plugins, seconds on a small CPU)."""
+    import skimage.data
+    from PIL import Image
+
+    path = Path(skimage.data.__file__).parent / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not in this scikit-image installation")
+    return Image.open(path).convert("RGB")
+
+
 def lfw_faces(count: int = 100):  # noqa: ANN201 - list of PIL images
     """The real 25x25 face images of scikit-image's ``lfw_subset()`` (its first 100 images are faces)."""
     import numpy as np
@@ -266,7 +278,6 @@ def run_demo(out_dir: str | Path = "demo-out", weights: str | Path | None = None
     ``results.json`` and the figures; returns the HTML report's path."""
     import numpy as np
     from PIL import Image
-    from skimage import data as skdata
 
     from .data import degradation
     from .data.transforms import CropBox, canonical_crop, crop_image, image_to_tensor, tensor_to_image
@@ -312,7 +323,7 @@ def run_demo(out_dir: str | Path = "demo-out", weights: str | Path | None = None
     ]
 
     # 2. the astronaut photo: face found on the 512 px photo, its canonical crop reduced to 16/32/64 px
-    photo = Image.fromarray(skdata.astronaut())
+    photo = skimage_photo("astronaut.png")
     faces_found = det.detect(photo)
     if faces_found:
         ref = faces_found[0].landmarks
@@ -353,8 +364,11 @@ def run_demo(out_dir: str | Path = "demo-out", weights: str | Path | None = None
         doc.setdefault("generated", {})[s] = {"model": d, "bicubic": b}
         table.append([s, f"{d['nme']:.2f}", f"{d['fr']:.1f}", f"{d['psnr']:.2f}", f"{b['psnr']:.2f}"])
     for s in LR_SIZES:
-        face_grid(face_panels(pred.model, gen, pred.codec, s, count=4), ["LR", "bicubic", "model", "HR"],
-                  out / f"generated_{s}px.png")
+        face_grid(
+            face_panels(pred.model, gen, pred.codec, s, count=4),
+            ["LR", "bicubic", "model", "HR"],
+            out / f"generated_{s}px.png",
+        )
     blocks += [
         ("h2", f"{faces} generated faces with known landmarks"),
         ("p", "Canonical 128 px crops reduced to each size (bicubic, 8-bit); red: true landmarks, green: found."),
