@@ -97,3 +97,53 @@ def test_predictor_compile_matches_eager_and_amp_is_cuda_only(small_pair, tmp_pa
     for a, b in zip(eager, compiled, strict=True):
         assert abs(a.landmarks - b.landmarks).max() < 1e-3
         assert np.abs(np.asarray(a.face, dtype=int) - np.asarray(b.face, dtype=int)).max() <= 1
+
+
+def lfw_crops(size: int, n: int = 12) -> list:
+    """Real faces: scikit-image's LFW subset (25 px faces), bicubic to ``size`` px."""
+    from PIL import Image
+    from skimage.data import lfw_subset
+
+    faces = (lfw_subset()[:n] * 255).round().astype(np.uint8)
+    return [Image.fromarray(f).convert("RGB").resize((size, size), Image.Resampling.BICUBIC) for f in faces]
+
+
+def test_landmark_only_path_gives_the_same_landmarks(small_pair):
+    """``face=False`` skips the SR tail and the global residual (DHLN), the SR head (JASRNet), and keeps GHCU."""
+    from conftest import TINY_JASRNET, tiny_config
+    from sht.models.ghcu import GHCU, CorrectedModel
+    from sht.models.jasrnet import JASRNet
+
+    ref, _ = small_pair
+    x, base = torch.rand(3, 3, 32, 32), torch.rand(3, 3, 128, 128)
+    torch.manual_seed(1)
+    jasr = JASRNet(tiny_config(*TINY_JASRNET).model).eval()
+    cfg = load_config("small")
+    ghcu = GHCU(68, 16)
+    torch.nn.init.normal_(ghcu.fc2.weight, 0, 0.01)  # not the identity
+    corrected = CorrectedModel(ref, ghcu, HeatmapCodec.from_config(cfg)).eval()
+    with torch.inference_mode():
+        for m, args in ((ref, (x, base)), (jasr, (torch.rand(3, 3, 64, 64),)), (corrected, (x, base))):
+            full, lm = m(*args), m(*args, face=False)
+            assert full.face is not None and lm.face is None
+            assert len(full.heatmaps) == len(lm.heatmaps)
+            assert all(torch.equal(a, b) for a, b in zip(full.heatmaps, lm.heatmaps, strict=True))
+        assert torch.equal(corrected(x, base).points, corrected(x, base, face=False).points)
+
+
+@pytest.fixture(scope="module")
+def release():
+    from sht.infer import RELEASE_WEIGHTS, Predictor
+
+    if not RELEASE_WEIGHTS.is_file():
+        pytest.skip("release weights not built in this checkout")
+    return Predictor.from_checkpoint(RELEASE_WEIGHTS)
+
+
+def test_predictor_landmark_only_matches_and_skips_the_face(release):
+    crops = lfw_crops(16) + lfw_crops(64, 3)
+    full, lm = release.predict(crops, batch_size=5), release.predict(crops, batch_size=5, face=False)
+    for a, b in zip(full, lm, strict=True):
+        assert np.array_equal(a.landmarks, b.landmarks) and np.array_equal(a.scores, b.scores)
+        assert a.face is not None and b.face is None
+    assert np.array_equal(release.landmarks_of(crops[:2])[1], full[1].landmarks)

@@ -172,8 +172,9 @@ def _detect_crops(args: argparse.Namespace, weights: Path, good: list[Path], ima
     from .report import detection_panel
 
     model = Predictor.from_checkpoint(weights, device=args.device)
+    face = out.faces is not None or out.overlays is not None  # the JSON holds landmarks only
     results = []
-    for p, im, pred in zip(good, images, model.predict(images, args.batch_size), strict=True):
+    for p, im, pred in zip(good, images, model.predict(images, args.batch_size, face=face), strict=True):
         entry: dict[str, object] = {"image": str(p), "width": im.size[0], "height": im.size[1]}
         if pred.landmarks is not None:
             entry["landmarks"] = _points(pred.landmarks)

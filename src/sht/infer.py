@@ -101,24 +101,26 @@ class Predictor:
     def face_size(self) -> int:
         return self.config.model.face_size
 
-    def prepare(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
-        """RGB crops of any size -> network input batch and bicubic faces (the same resizing as in training).
-        Crops larger than 4x the face size are first reduced with PIL's antialiased bicubic (memory)."""
+    def prepare(self, images: Sequence[Image.Image], face: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """RGB crops of any size -> network input batch and bicubic faces (None unless ``face``; the same resizing
+        as in training). Crops larger than 4x the face size are first reduced with PIL's antialiased bicubic
+        (memory)."""
         lrs = [_to_tensor(im, 4 * self.face_size) for im in images]
         inputs = torch.cat([degradation.to_input(t, self.input_size) for t in lrs])
-        base = torch.cat([degradation.to_input(t, self.face_size) for t in lrs])
+        base = torch.cat([degradation.to_input(t, self.face_size) for t in lrs]) if face else None
         return inputs, base
 
     @torch.inference_mode()
-    def predict(self, images: Sequence[Image.Image], batch_size: int = 64) -> list[Prediction]:
-        """Landmarks in each image's own pixel coordinates and the hallucinated face (``face_size`` px)."""
+    def predict(self, images: Sequence[Image.Image], batch_size: int = 64, face: bool = True) -> list[Prediction]:
+        """Landmarks in each image's own pixel coordinates and the hallucinated face (``face_size`` px);
+        ``face=False``: landmarks only, the same ones, without the work that only makes the face (face None)."""
         out: list[Prediction] = []
         for i in range(0, len(images), batch_size):
             chunk = images[i : i + batch_size]
-            inputs, base = self.prepare(chunk)
+            inputs, base = self.prepare(chunk, face)
             inputs = inputs.to(self.device).contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                res = self.forward(inputs, base.to(self.device))
+                res = self.forward(inputs, None if base is None else base.to(self.device), face=face)
             pts = scores = None
             if res.heatmaps:
                 p, s = self.codec.decode(res.final_heatmaps.float())
@@ -130,16 +132,16 @@ class Predictor:
                 if pts is not None:
                     w, h = im.size
                     lm = pts[j] * [w / self.face_size, h / self.face_size]
-                face = None
+                img = None
                 if faces is not None:
                     arr = (faces[j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-                    face = Image.fromarray(arr)
-                out.append(Prediction(lm, scores[j] if scores is not None else None, face))
+                    img = Image.fromarray(arr)
+                out.append(Prediction(lm, scores[j] if scores is not None else None, img))
         return out
 
     def landmarks_of(self, images: list[Image.Image]) -> list[np.ndarray]:
         """Landmarks only, in each image's pixels (the :data:`sht.faces.LandmarkFn` of this model)."""
-        return [p.landmarks for p in self.predict(images)]
+        return [p.landmarks for p in self.predict(images, face=False)]
 
 
 RELEASE_WEIGHTS = Path(__file__).resolve().parent / "weights" / "sht-small.safetensors"
@@ -200,7 +202,7 @@ class Detector:
     def landmarks(self, crops: Image.Image | Sequence[Image.Image]) -> np.ndarray | list[np.ndarray]:
         """``(K, 2)`` landmarks in the crop's pixels (a list for a list of crops)."""
         single = isinstance(crops, Image.Image)
-        preds = self.predictor.predict([crops] if single else list(crops))
+        preds = self.predictor.predict([crops] if single else list(crops), face=False)
         out = [p.landmarks for p in preds]
         return out[0] if single else out  # type: ignore[return-value]
 
