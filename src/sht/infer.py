@@ -27,6 +27,7 @@ from .models.factory import build_model
 from .models.ghcu import GHCU, CorrectedModel
 
 if TYPE_CHECKING:
+    from .models.dhln import DHLNOutput
     from .video import Track, TrackConfig
 
 
@@ -47,10 +48,18 @@ class Prediction:
     face: Image.Image | None
 
 
+BACKENDS = ("torch", "onnx")
+
+
 class Predictor:
     """A DHLN (or SHN/FHS) with its heatmap codec, ready for inference on crops: inference mode, channels-last,
     bf16 autocast on CUDA (``amp``, default on there) and optionally ``torch.compile`` (``compile=True``: faster at
-    small batches after a compilation of tens of seconds; see benchmarks/RESULTS.md)."""
+    small batches after a compilation of tens of seconds; see benchmarks/RESULTS.md).
+
+    ``backend="onnx"``: the network runs in ONNX Runtime on CPU (:class:`sht.ort.OrtBackend`, the ``export``
+    extra), the heatmaps are decoded by the same torch code. ``threads``: ONNX Runtime's intra-op threads, or for
+    ``torch`` ``torch.set_num_threads`` (process-wide); 0 keeps the default. ``onnx_cache``: a folder to keep the
+    ONNX graphs in instead of building them in memory."""
 
     def __init__(
         self,
@@ -61,7 +70,12 @@ class Predictor:
         source: str = "",
         amp: bool | None = None,
         compile: bool = False,
+        backend: str = "torch",
+        threads: int = 0,
+        onnx_cache: str | Path | None = None,
     ) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.codec = codec
@@ -70,7 +84,18 @@ class Predictor:
         self.amp = self.device.type == "cuda" if amp is None else amp
         if self.amp and self.device.type != "cuda":
             raise ValueError("amp (bf16 autocast) is for CUDA devices")
-        self.forward = torch.compile(self.model) if compile else self.model
+        self.backend = backend
+        self.forward: Callable[..., DHLNOutput]
+        if backend == "onnx":
+            if self.device.type != "cpu" or self.amp or compile:
+                raise ConfigError("the onnx backend runs on CPU, without amp or compile")
+            from .ort import OrtBackend
+
+            self.forward = OrtBackend(self.model, threads, onnx_cache)
+        else:
+            self.forward = torch.compile(self.model) if compile else self.model
+            if threads:
+                torch.set_num_threads(threads)
 
     @classmethod
     def from_checkpoint(
@@ -118,7 +143,9 @@ class Predictor:
         for i in range(0, len(images), batch_size):
             chunk = images[i : i + batch_size]
             inputs, base = self.prepare(chunk, face)
-            inputs = inputs.to(self.device).contiguous(memory_format=torch.channels_last)
+            inputs = inputs.to(self.device)
+            if self.backend == "torch":
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
                 res = self.forward(inputs, None if base is None else base.to(self.device), face=face)
             pts = scores = None
@@ -176,7 +203,8 @@ class Detector:
     ``detect(photo, boxes=None)`` finds faces (OpenCV Haar cascade, or dlib's HOG detector with
     ``face_detector='dlib'``), crops them canonically, refines the crop with the landmarks and returns landmarks in
     photo coordinates; ``track(video)`` follows the faces of a video with stable ids (:mod:`sht.video`). The face
-    detector is :meth:`face_detector` (one place to change it). Works on CPU or CUDA (``device``)."""
+    detector is :meth:`face_detector` (one place to change it). Works on CPU or CUDA (``device``); ``backend`` and
+    ``threads`` as in :class:`Predictor` (``backend="onnx"``: ONNX Runtime on CPU)."""
 
     def __init__(
         self,
@@ -185,9 +213,15 @@ class Detector:
         face_detector: str = "haar",
         refine: int = 2,
         compile: bool = False,
+        backend: str = "torch",
+        threads: int = 0,
     ) -> None:
         self.predictor = Predictor.from_checkpoint(
-            weights if weights is not None else release_weights(), device, compile=compile
+            weights if weights is not None else release_weights(),
+            device,
+            compile=compile,
+            backend=backend,
+            threads=threads,
         )
         if not self.predictor.config.model.has_landmarks:
             raise CheckpointError(f"{self.predictor.source}: an FHS (face-only) model cannot detect landmarks")
