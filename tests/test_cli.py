@@ -194,11 +194,10 @@ def test_detect_backend_onnx_on_a_16_px_crop(tmp_path):
 
     if not RELEASE_WEIGHTS.is_file():
         pytest.skip("release weights not built in this checkout")
-    from skimage.data import lfw_subset
+    from sht.demo import lfw_faces
 
     crop = tmp_path / "lfw16.png"
-    face = (lfw_subset()[0] * 255).round().astype(np.uint8)
-    Image.fromarray(face).convert("RGB").resize((16, 16), Image.Resampling.BICUBIC).save(crop)
+    lfw_faces(1)[0].resize((16, 16), Image.Resampling.BICUBIC).save(crop)
     docs = {}
     for backend in ("torch", "onnx"):
         out = tmp_path / f"{backend}.json"

@@ -102,10 +102,10 @@ def test_predictor_compile_matches_eager_and_amp_is_cuda_only(small_pair, tmp_pa
 def lfw_crops(size: int, n: int = 12) -> list:
     """Real faces: scikit-image's LFW subset (25 px faces), bicubic to ``size`` px."""
     from PIL import Image
-    from skimage.data import lfw_subset
 
-    faces = (lfw_subset()[:n] * 255).round().astype(np.uint8)
-    return [Image.fromarray(f).convert("RGB").resize((size, size), Image.Resampling.BICUBIC) for f in faces]
+    from sht.demo import lfw_faces
+
+    return [f.resize((size, size), Image.Resampling.BICUBIC) for f in lfw_faces(n)]
 
 
 def test_landmark_only_path_gives_the_same_landmarks(small_pair):
