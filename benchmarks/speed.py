@@ -3,20 +3,25 @@
 Every timing is the median of repeated runs after warm-up on an otherwise idle machine; optimisations are listed as
 measured before/after pairs. CPU always; CUDA rows (bf16 autocast, paper preset at batch 1 vs the paper's 80 FPS)
 when a GPU is present. Rewrites the ``speed-<device>`` block of benchmarks/RESULTS.md and
-benchmarks/figures/speed_growth_<device>.png.
+benchmarks/figures/speed_growth_<device>.png. The throughput section (CPU, the shipped model end to end, torch and
+ONNX Runtime, with and without the face, against dlib's shape predictor) writes the ``speed-throughput-cpu`` block
+and benchmarks/results/speed-throughput-cpu.json.
 
-    python benchmarks/speed.py                 # CPU, a few minutes
+    python benchmarks/speed.py                 # CPU, a few minutes, then the throughput section
     python benchmarks/speed.py --device cuda   # on a GPU machine
+    python benchmarks/speed.py --only throughput   # shipped model vs dlib, faces/s (``speed-throughput-cpu``)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -476,13 +481,164 @@ def section_growth(device: torch.device, fig: Path) -> tuple[str, dict]:
     return markdown_table(["growing", "time (and peak memory) -- DHLN small preset, inference, batch 8"], rows), series
 
 
+def tiled_crops(count: int, size: int) -> list[Image.Image]:
+    """``count`` real-looking crops: scikit-image's 100 LFW faces (25 px), bicubic to ``size`` px, tiled."""
+    from sht.demo import lfw_faces
+
+    faces = [f.resize((size, size), Image.Resampling.BICUBIC) for f in lfw_faces(100)]
+    return [faces[i % len(faces)] for i in range(count)]
+
+
+def run_time(fn, repeat: int) -> float:
+    """Median wall seconds of ``fn()`` over ``repeat`` runs (after a warm-up the caller does)."""
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def section_throughput(
+    faces: int, sizes: list[int], batches: list[int], threads: list[int], repeat: int
+) -> tuple[str, dict]:
+    """Faces/s of the shipped model end to end (``Predictor.predict``: crop -> tensors -> network -> decoding ->
+    landmarks in crop pixels), torch and ONNX Runtime, with and without the face, against dlib's 68-point shape
+    predictor on the same crops bicubic-upsampled to 128 px with the whole image as its box (as sht.teacher)."""
+    from sht.infer import Predictor, release_weights
+    from sht.teacher import DlibTeacher
+
+    weights = release_weights()
+    teacher = DlibTeacher()
+    rect = teacher.rect(0, 0, 128, 128)
+    rows, doc = [], {"faces": faces, "repeat": repeat, "weights": weights.name, "runs": [], "dlib": {}, "agree": {}}
+    cache = tempfile.mkdtemp(prefix="sht-speed-onnx-")  # each graph exported once
+    for size in sizes:
+        crops = tiled_crops(faces, size)
+        for n in threads:
+            torch.set_num_threads(n)  # also the torch side (tensors, decoding) of the onnx backend
+            preds = {
+                b: Predictor.from_checkpoint(weights, backend=b, threads=n, onnx_cache=cache if b == "onnx" else None)
+                for b in ("torch", "onnx")
+            }
+            outs = {}
+            for backend, pred in preds.items():
+                for face in (True, False):
+                    cells = [f"{size} px", backend, "landmarks + face" if face else "landmarks only", str(n)]
+                    for b in batches:
+                        pred.predict(crops[: 2 * b], batch_size=b, face=face)  # warm-up (and ORT session build)
+                        t = run_time(lambda p=pred, b=b, f=face, c=crops: p.predict(c, b, f), repeat)
+                        cells.append(f"{faces / t:.0f} ({t / faces * 1e3:.2f})")
+                        doc["runs"].append(
+                            {
+                                "size": size,
+                                "backend": backend,
+                                "face": face,
+                                "threads": n,
+                                "batch": b,
+                                "faces_per_s": faces / t,
+                                "ms_per_face": t / faces * 1e3,
+                            }
+                        )
+                    rows.append(cells)
+                    outs[backend, face] = pred.predict(crops[:64], face=face)
+            lm = max(
+                float(np.abs(a.landmarks - o.landmarks).max())
+                for f in (True, False)
+                for a, o in zip(outs["torch", f], outs["onnx", f], strict=True)
+            )
+            fd = max(
+                int(np.abs(np.asarray(a.face, dtype=int) - np.asarray(o.face, dtype=int)).max())
+                for a, o in zip(outs["torch", True], outs["onnx", True], strict=True)
+            )
+            doc["agree"][f"{size}px/t{n}"] = {"landmarks_px": lm, "face_8bit_levels": fd}
+
+        def dlib_all(crops=crops, resize=True):
+            for c in crops:
+                im = c.resize((128, 128), Image.Resampling.BICUBIC) if resize else c
+                teacher.points_in(np.ascontiguousarray(np.asarray(im)), rect)
+
+        dlib_all(crops[:16])
+        t = run_time(dlib_all, repeat)
+        big = [c.resize((128, 128), Image.Resampling.BICUBIC) for c in crops]
+        t_sp = run_time(lambda big=big: dlib_all(big, resize=False), repeat)
+        doc["dlib"][f"{size}px"] = {
+            "faces_per_s": faces / t,
+            "ms_per_face": t / faces * 1e3,
+            "predictor_ms": t_sp / faces * 1e3,
+        }
+        rows.append(
+            [f"{size} px", "dlib 68-point shape predictor (upsample to 128 px + predict)", "landmarks", "1"]
+            + [f"{faces / t:.0f} ({t / faces * 1e3:.2f})"]
+            + ["- (one face at a time)"] * (len(batches) - 1)
+        )
+    head = ["crops", "backend", "output", "threads", *[f"batch {b}: faces/s (ms/face)" for b in batches]]
+    return markdown_table(head, rows), doc
+
+
+def throughput_block(table: str, doc: dict, cmd: str) -> str:
+    """The RESULTS.md block: the table, the agreement of the backends and the best sht rate against dlib."""
+    lines = [
+        f"Release weights ({doc['weights']}), {doc['faces']} crops tiled from scikit-image's 100 LFW faces, medians "
+        f"of {doc['repeat']} runs of `Predictor.predict` over all crops after a warm-up; CPU: "
+        f"{platform.processor() or platform.machine()}, PyTorch {torch.__version__}, "
+        f"load average {doc['load'][0]:.1f} before / {doc['load'][1]:.1f} after (1 min).",
+        "",
+        table,
+        "",
+    ]
+    for size, d in doc["dlib"].items():
+        for n in sorted({r["threads"] for r in doc["runs"]}):
+            best = max(
+                (r for r in doc["runs"] if f"{r['size']}px" == size and r["threads"] == n and not r["face"]),
+                key=lambda r: r["faces_per_s"],
+            )
+            lines.append(
+                f"- {size}, {n} thread(s): best sht landmarks-only {best['faces_per_s']:.0f} faces/s "
+                f"({best['backend']}, batch {best['batch']}) vs dlib {d['faces_per_s']:.0f} faces/s on one thread "
+                f"(its shape predictor alone {d['predictor_ms']:.2f} ms/face): "
+                f"**{best['faces_per_s'] / d['faces_per_s']:.2f}x dlib**"
+            )
+    agree = ", ".join(
+        f"{k}: {v['landmarks_px']:.1e} px, faces {v['face_8bit_levels']} level(s)" for k, v in doc["agree"].items()
+    )
+    n = min(64, doc["faces"])
+    lines += ["", f"ONNX Runtime vs torch on {n} crops (max |difference|): {agree}.", "", f"Regenerate: `{cmd}`"]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--data", default=str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--results", default=str(HERE / "RESULTS.md"))
+    ap.add_argument("--results-dir", default=str(HERE / "results"), help="for speed-throughput-cpu.json")
+    ap.add_argument("--only", choices=["all", "throughput"], default="all", help="throughput: that section alone")
+    ap.add_argument("--faces", type=int, default=1000, help="throughput: crops per measurement")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[16, 64], help="throughput: crop sizes (px)")
+    ap.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64], help="throughput: batch sizes")
+    ap.add_argument("--thread-counts", type=int, nargs="+", default=[1, 2], help="throughput: CPU threads")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput: timed runs per measurement (median)")
     args = ap.parse_args()
+    if args.only in ("all", "throughput"):
+        load0 = os.getloadavg()[0]
+        table, doc = section_throughput(args.faces, args.sizes, args.batches, args.thread_counts, args.repeat)
+        doc["load"] = [load0, os.getloadavg()[0]]
+        extra = [
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items()
+            if k in ("faces", "sizes", "batches", "thread_counts", "repeat") and v != ap.get_default(k)
+        ]
+        cmd = " ".join(["python benchmarks/speed.py --only throughput", *extra])
+        block = throughput_block(table, doc, cmd)
+        update_block(args.results, "speed-throughput-cpu", block)
+        out = Path(args.results_dir) / "speed-throughput-cpu.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**doc, "command": cmd}, indent=1))
+        print(block)
+        if args.only == "throughput":
+            return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -206,11 +206,8 @@ class Dlib:
     """dlib's shape predictor on a given (Haar-derived) box, and its own HOG detector for the detection rate."""
 
     def __init__(self) -> None:
-        import dlib
-
         from sht.teacher import DlibTeacher
 
-        self.dlib = dlib
         self.teacher = DlibTeacher()
 
     def run(self, frames: list[Frame], crops: list[CropBox | None], detector_seconds: float = 0.0) -> dict:
@@ -226,9 +223,7 @@ class Dlib:
                 continue
             t0 = time.perf_counter()
             b = box_for_crop(c, DLIB_CALIBRATION)
-            rect = self.dlib.rectangle(round(b.x0), round(b.y0), round(b.x1) - 1, round(b.y1) - 1)
-            shape = self.teacher.predictor(arr, rect)
-            out[f.index] = [[p.x + 0.5, p.y + 0.5] for p in shape.parts()]
+            out[f.index] = self.teacher.points_in(arr, self.teacher.rect(b.x0, b.y0, b.x1, b.y1))
             wall += time.perf_counter() - t0
         return {
             "raw": out,

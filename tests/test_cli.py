@@ -187,6 +187,30 @@ def test_export_fp16_weights_and_onnx_parity(trained, tmp_path, capsys):
     assert worst < 1e-4
 
 
+def test_detect_backend_onnx_on_a_16_px_crop(tmp_path):
+    """``sht detect --backend onnx`` (release weights, ONNX Runtime) gives the torch backend's landmarks."""
+    pytest.importorskip("onnxruntime")
+    from sht.infer import RELEASE_WEIGHTS
+
+    if not RELEASE_WEIGHTS.is_file():
+        pytest.skip("release weights not built in this checkout")
+    from sht.demo import lfw_faces
+
+    crop = tmp_path / "lfw16.png"
+    lfw_faces(1)[0].resize((16, 16), Image.Resampling.BICUBIC).save(crop)
+    docs = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / f"{backend}.json"
+        args = ["detect", str(crop), "--out", str(out), "--backend", backend, "--threads", "1"]
+        assert main([*args, "--save-faces", str(tmp_path / backend)]) == 0
+        docs[backend] = json.loads(out.read_text())["results"][0]
+    lm = {k: np.array(d["landmarks"]) for k, d in docs.items()}
+    assert lm["onnx"].shape == (68, 2)
+    assert np.abs(lm["onnx"] - lm["torch"]).max() <= 1e-3 + 1e-9  # values rounded to 1e-3 px in the JSON
+    faces = [np.asarray(Image.open(docs[k]["face"]), dtype=int) for k in ("torch", "onnx")]
+    assert faces[0].shape == (128, 128, 3) and np.abs(faces[0] - faces[1]).max() <= 1
+
+
 def test_photo_mode_with_boxes_and_overlays(trained, synth_folder, tmp_path):
     from sht.data.formats import read_pts
 

@@ -1,8 +1,8 @@
 """The import graph of the package: no cycles, and the layering a reader expects.
 
 - models, data, metrics and losses know nothing of training, inference, evaluation or the CLI;
-- inference (``sht.infer``, ``sht.faces``, ``sht.video``) and export reach no training module, no loss and no
-  training-only network (FPTN, the discriminators, VGG), not even through other modules;
+- inference (``sht.infer``, ``sht.faces``, ``sht.video``, ``sht.ort``) and export reach no training module, no loss
+  and no training-only network (FPTN, the discriminators, VGG), not even through other modules;
 - ``import sht``, ``sht.Detector()`` and ``sht detect`` load none of those either (checked in a fresh process).
 
 The graph is read from the source with ``ast``: every ``import`` statement counts, also inside functions, except
@@ -35,6 +35,7 @@ UPPER_LAYERS = (
     "sht.teacher",
     "sht.report",
     "sht.video",
+    "sht.ort",
 )
 
 
@@ -163,7 +164,7 @@ def test_lower_layers_know_nothing_of_the_upper_ones():
     assert not bad, bad
 
 
-@pytest.mark.parametrize("start", ["sht.infer", "sht.faces", "sht.video", "sht.export", "sht.checkpoint"])
+@pytest.mark.parametrize("start", ["sht.infer", "sht.faces", "sht.video", "sht.export", "sht.ort", "sht.checkpoint"])
 def test_inference_and_export_reach_no_training_code(start):
     graph = import_graph()
     reach = _reachable(graph, start)

@@ -171,9 +171,10 @@ def _detect_crops(args: argparse.Namespace, weights: Path, good: list[Path], ima
     from .infer import Predictor
     from .report import detection_panel
 
-    model = Predictor.from_checkpoint(weights, device=args.device)
+    model = Predictor.from_checkpoint(weights, device=args.device, backend=args.backend, threads=args.threads)
+    face = out.faces is not None or out.overlays is not None  # the JSON holds landmarks only
     results = []
-    for p, im, pred in zip(good, images, model.predict(images, args.batch_size), strict=True):
+    for p, im, pred in zip(good, images, model.predict(images, args.batch_size, face=face), strict=True):
         entry: dict[str, object] = {"image": str(p), "width": im.size[0], "height": im.size[1]}
         if pred.landmarks is not None:
             entry["landmarks"] = _points(pred.landmarks)
@@ -197,7 +198,9 @@ def _detect_photos(args: argparse.Namespace, weights: Path, good: list[Path], im
     from .report import detection_panel
 
     boxes = _read_boxes(args)
-    det = Detector(weights, device=args.device, face_detector=args.find_faces or "haar")
+    det = Detector(
+        weights, device=args.device, face_detector=args.find_faces or "haar", backend=args.backend, threads=args.threads
+    )
     results = []
     for p, im in zip(good, images, strict=True):
         entry: dict[str, object] = {"image": str(p), "width": im.size[0], "height": im.size[1], "faces": []}
@@ -244,7 +247,9 @@ def _detect_video(args: argparse.Namespace, weights: Path, path: Path) -> int:
     overlay = Path(args.save_overlay) if args.save_overlay else None
     if overlay is not None and not is_video(overlay):
         overlay = overlay / f"{path.stem}_overlay.mp4"
-    det = Detector(weights, device=args.device, face_detector=args.find_faces or "haar")
+    det = Detector(
+        weights, device=args.device, face_detector=args.find_faces or "haar", backend=args.backend, threads=args.threads
+    )
     track = det.track(path, cfg, boxes=boxes)  # type: ignore[arg-type]
     model = det.predictor
     header = {
@@ -450,6 +455,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-faces", help="folder for the hallucinated faces (<input stem>.png; video: f<frame>_id<id>)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="run the network in PyTorch or in ONNX Runtime (CPU; needs sht[export])",
+    )
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for the network (default: the backend's)")
     v = p.add_argument_group("video inputs (.mp4, .avi, .mov, .mkv, .webm, .m4v): faces are tracked along the clip")
     v.add_argument("--csv", help="also write the per-frame landmarks as CSV (frame, time, face id, box, score, 68 pts)")
     v.add_argument("--save-face-video", help="LR crop | hallucinated face video of one face (OUT.mp4)")

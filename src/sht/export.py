@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
-from torch import nn
 
 from .checkpoint import FORMAT, FORMAT_VERSION, read_checkpoint
 from .infer import Predictor
-from .models import DHLN
+from .ort import OPSET, onnx_graph
 
 
 def export_weights(checkpoint: str | Path, out: str | Path, fp16: bool = True, note: str = "") -> Path:
@@ -43,47 +40,14 @@ def export_weights(checkpoint: str | Path, out: str | Path, fp16: bool = True, n
     return out
 
 
-class _OnnxDHLN(nn.Module):
-    """DHLN with plain tensor outputs: final heatmaps and the hallucinated face (if any)."""
-
-    def __init__(self, model: DHLN) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor, base: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(x, base)
-        res: list[torch.Tensor] = []
-        if out.heatmaps:
-            res.append(out.final_heatmaps)
-        if out.face is not None:
-            res.append(out.face)
-        return tuple(res)
-
-
-def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> Path:
-    """ONNX graph of DHLN with a dynamic batch: inputs ``input`` ``(B, 3, S, S)`` and ``base`` ``(B, 3, F, F)``
-    (the LR face resized bicubically to the input and to the face size), outputs ``heatmaps`` ``(B, K, S, S)``
-    and ``face`` ``(B, 3, F, F)``. JASRNet (``model.arch=jasrnet``) reads only ``input``, already at the face size,
-    so its graph has that one input and heatmaps ``(B, K, F/8, F/8)`` without the background channel."""
-    pred = Predictor.from_checkpoint(checkpoint, ghcu=False)  # the backbone's outputs; GHCU is not exported
-    m = pred.config.model
-    wrapper = _OnnxDHLN(pred.model.eval())
-    x = torch.rand(2, 3, m.input_size, m.input_size)
-    base = torch.rand(2, 3, m.face_size, m.face_size)
-    names = (["heatmaps"] if m.has_landmarks else []) + (["face"] if m.has_face else [])
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    axes = {n: {0: "batch"} for n in ["input", "base", *names]}
-    with warnings.catch_warnings():  # the TorchScript exporter needs no onnxscript; its deprecation is noise
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            wrapper,
-            (x, base),
-            str(out),
-            input_names=["input", "base"],
-            output_names=names,
-            dynamic_axes=axes,
-            opset_version=opset,
-            dynamo=False,
-        )
-    return out
+def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = OPSET, face: bool = True) -> Path:
+    """ONNX graph of DHLN with a dynamic batch (:func:`sht.ort.onnx_graph`): inputs ``input`` ``(B, 3, S, S)`` and
+    ``base`` ``(B, 3, F, F)`` (the LR face resized bicubically to the input and to the face size), outputs
+    ``heatmaps`` ``(B, K, S, S)`` and ``face`` ``(B, 3, F, F)``; ``face=False``: the landmark-only graph (``input``
+    -> ``heatmaps``). JASRNet (``model.arch=jasrnet``) reads only ``input``, already at the face size, so its graph
+    has that one input and heatmaps ``(B, K, F/8, F/8)`` without the background channel. A GHCU stored with the
+    weights is not in the graph (it reads the decoded points; ``Predictor(backend="onnx")`` applies it in torch)."""
+    pred = Predictor.from_checkpoint(checkpoint, ghcu=False)
+    path = onnx_graph(pred.model, out, face=face, opset=opset)
+    assert isinstance(path, Path)
+    return path

@@ -27,6 +27,7 @@ from .models.factory import build_model
 from .models.ghcu import GHCU, CorrectedModel
 
 if TYPE_CHECKING:
+    from .models.dhln import DHLNOutput
     from .video import Track, TrackConfig
 
 
@@ -47,10 +48,18 @@ class Prediction:
     face: Image.Image | None
 
 
+BACKENDS = ("torch", "onnx")
+
+
 class Predictor:
     """A DHLN (or SHN/FHS) with its heatmap codec, ready for inference on crops: inference mode, channels-last,
     bf16 autocast on CUDA (``amp``, default on there) and optionally ``torch.compile`` (``compile=True``: faster at
-    small batches after a compilation of tens of seconds; see benchmarks/RESULTS.md)."""
+    small batches after a compilation of tens of seconds; see benchmarks/RESULTS.md).
+
+    ``backend="onnx"``: the network runs in ONNX Runtime on CPU (:class:`sht.ort.OrtBackend`, the ``export``
+    extra), the heatmaps are decoded by the same torch code. ``threads``: ONNX Runtime's intra-op threads, or for
+    ``torch`` ``torch.set_num_threads`` (process-wide); 0 keeps the default. ``onnx_cache``: a folder to keep the
+    ONNX graphs in instead of building them in memory."""
 
     def __init__(
         self,
@@ -61,7 +70,12 @@ class Predictor:
         source: str = "",
         amp: bool | None = None,
         compile: bool = False,
+        backend: str = "torch",
+        threads: int = 0,
+        onnx_cache: str | Path | None = None,
     ) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.codec = codec
@@ -70,7 +84,18 @@ class Predictor:
         self.amp = self.device.type == "cuda" if amp is None else amp
         if self.amp and self.device.type != "cuda":
             raise ValueError("amp (bf16 autocast) is for CUDA devices")
-        self.forward = torch.compile(self.model) if compile else self.model
+        self.backend = backend
+        self.forward: Callable[..., DHLNOutput]
+        if backend == "onnx":
+            if self.device.type != "cpu" or self.amp or compile:
+                raise ConfigError("the onnx backend runs on CPU, without amp or compile")
+            from .ort import OrtBackend
+
+            self.forward = OrtBackend(self.model, threads, onnx_cache)
+        else:
+            self.forward = torch.compile(self.model) if compile else self.model
+            if threads:
+                torch.set_num_threads(threads)
 
     @classmethod
     def from_checkpoint(
@@ -101,24 +126,28 @@ class Predictor:
     def face_size(self) -> int:
         return self.config.model.face_size
 
-    def prepare(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
-        """RGB crops of any size -> network input batch and bicubic faces (the same resizing as in training).
-        Crops larger than 4x the face size are first reduced with PIL's antialiased bicubic (memory)."""
+    def prepare(self, images: Sequence[Image.Image], face: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """RGB crops of any size -> network input batch and bicubic faces (None unless ``face``; the same resizing
+        as in training). Crops larger than 4x the face size are first reduced with PIL's antialiased bicubic
+        (memory)."""
         lrs = [_to_tensor(im, 4 * self.face_size) for im in images]
         inputs = torch.cat([degradation.to_input(t, self.input_size) for t in lrs])
-        base = torch.cat([degradation.to_input(t, self.face_size) for t in lrs])
+        base = torch.cat([degradation.to_input(t, self.face_size) for t in lrs]) if face else None
         return inputs, base
 
     @torch.inference_mode()
-    def predict(self, images: Sequence[Image.Image], batch_size: int = 64) -> list[Prediction]:
-        """Landmarks in each image's own pixel coordinates and the hallucinated face (``face_size`` px)."""
+    def predict(self, images: Sequence[Image.Image], batch_size: int = 64, face: bool = True) -> list[Prediction]:
+        """Landmarks in each image's own pixel coordinates and the hallucinated face (``face_size`` px);
+        ``face=False``: landmarks only, the same ones, without the work that only makes the face (face None)."""
         out: list[Prediction] = []
         for i in range(0, len(images), batch_size):
             chunk = images[i : i + batch_size]
-            inputs, base = self.prepare(chunk)
-            inputs = inputs.to(self.device).contiguous(memory_format=torch.channels_last)
+            inputs, base = self.prepare(chunk, face)
+            inputs = inputs.to(self.device)
+            if self.backend == "torch":
+                inputs = inputs.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp):
-                res = self.forward(inputs, base.to(self.device))
+                res = self.forward(inputs, None if base is None else base.to(self.device), face=face)
             pts = scores = None
             if res.heatmaps:
                 p, s = self.codec.decode(res.final_heatmaps.float())
@@ -130,16 +159,16 @@ class Predictor:
                 if pts is not None:
                     w, h = im.size
                     lm = pts[j] * [w / self.face_size, h / self.face_size]
-                face = None
+                img = None
                 if faces is not None:
                     arr = (faces[j].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-                    face = Image.fromarray(arr)
-                out.append(Prediction(lm, scores[j] if scores is not None else None, face))
+                    img = Image.fromarray(arr)
+                out.append(Prediction(lm, scores[j] if scores is not None else None, img))
         return out
 
     def landmarks_of(self, images: list[Image.Image]) -> list[np.ndarray]:
         """Landmarks only, in each image's pixels (the :data:`sht.faces.LandmarkFn` of this model)."""
-        return [p.landmarks for p in self.predict(images)]
+        return [p.landmarks for p in self.predict(images, face=False)]
 
 
 RELEASE_WEIGHTS = Path(__file__).resolve().parent / "weights" / "sht-small.safetensors"
@@ -174,7 +203,8 @@ class Detector:
     ``detect(photo, boxes=None)`` finds faces (OpenCV Haar cascade, or dlib's HOG detector with
     ``face_detector='dlib'``), crops them canonically, refines the crop with the landmarks and returns landmarks in
     photo coordinates; ``track(video)`` follows the faces of a video with stable ids (:mod:`sht.video`). The face
-    detector is :meth:`face_detector` (one place to change it). Works on CPU or CUDA (``device``)."""
+    detector is :meth:`face_detector` (one place to change it). Works on CPU or CUDA (``device``); ``backend`` and
+    ``threads`` as in :class:`Predictor` (``backend="onnx"``: ONNX Runtime on CPU)."""
 
     def __init__(
         self,
@@ -183,9 +213,15 @@ class Detector:
         face_detector: str = "haar",
         refine: int = 2,
         compile: bool = False,
+        backend: str = "torch",
+        threads: int = 0,
     ) -> None:
         self.predictor = Predictor.from_checkpoint(
-            weights if weights is not None else release_weights(), device, compile=compile
+            weights if weights is not None else release_weights(),
+            device,
+            compile=compile,
+            backend=backend,
+            threads=threads,
         )
         if not self.predictor.config.model.has_landmarks:
             raise CheckpointError(f"{self.predictor.source}: an FHS (face-only) model cannot detect landmarks")
@@ -200,7 +236,7 @@ class Detector:
     def landmarks(self, crops: Image.Image | Sequence[Image.Image]) -> np.ndarray | list[np.ndarray]:
         """``(K, 2)`` landmarks in the crop's pixels (a list for a list of crops)."""
         single = isinstance(crops, Image.Image)
-        preds = self.predictor.predict([crops] if single else list(crops))
+        preds = self.predictor.predict([crops] if single else list(crops), face=False)
         out = [p.landmarks for p in preds]
         return out[0] if single else out  # type: ignore[return-value]
 

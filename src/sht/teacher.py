@@ -42,9 +42,20 @@ class DlibTeacher:
             import dlib
         except ImportError:
             raise DataError("the dlib teacher needs dlib: pip install 'sht[dlib]'") from None
+        self.dlib = dlib
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(dlib_model_path()))
         self.upsample = upsample
+
+    def rect(self, x0: float, y0: float, x1: float, y1: float):  # noqa: ANN201 - a dlib.rectangle
+        """The dlib rectangle of the box ``[x0, x1] x [y0, y1]`` (dlib's corners are inclusive pixel indices)."""
+        return self.dlib.rectangle(round(x0), round(y0), round(x1) - 1, round(y1) - 1)
+
+    def points_in(self, arr: np.ndarray, rect) -> np.ndarray:  # noqa: ANN001 - a dlib.rectangle
+        """The shape predictor's 68 landmarks ``(68, 2)`` of the face in ``rect`` of the RGB array ``arr``."""
+        shape = self.predictor(arr, rect)
+        # dlib reports integer pixel indices; their centres are at index + 0.5 in this project's convention
+        return np.array([[p.x + 0.5, p.y + 0.5] for p in shape.parts()], dtype=np.float64)
 
     def __call__(self, img: Image.Image) -> np.ndarray | None:
         """68 landmarks ``(68, 2)`` of the largest face, or None when no face is found."""
@@ -52,10 +63,7 @@ class DlibTeacher:
         faces = self.detector(arr, self.upsample)
         if len(faces) == 0:
             return None
-        face = max(faces, key=lambda r: r.width() * r.height())
-        shape = self.predictor(arr, face)
-        # dlib reports integer pixel indices; their centres are at index + 0.5 in this project's convention
-        return np.array([[p.x + 0.5, p.y + 0.5] for p in shape.parts()], dtype=np.float64)
+        return self.points_in(arr, max(faces, key=lambda r: r.width() * r.height()))
 
 
 @dataclass

@@ -504,13 +504,13 @@ class Track:
         return self.reader.problems if self.reader is not None else []
 
     # the network, counted
-    def _predict(self, images: list[Image.Image], crops: list[CropBox]):  # noqa: ANN202
+    def _predict(self, images: list[Image.Image], crops: list[CropBox], face: bool = True):  # noqa: ANN202
         pred = self.detector.predictor
         sizes = [crop_size_for(c, pred.face_size) for c in crops]
         views = [crop_image(im, c, n) for im, c, n in zip(images, crops, sizes, strict=True)]
         self.stats["network_calls"] += 1
         self.stats["crops"] += len(views)
-        out = pred.predict(views, batch_size=max(64, len(views)))
+        out = pred.predict(views, batch_size=max(64, len(views)), face=face)
         pts = [c.to_source(p.landmarks, n) for c, p, n in zip(crops, out, sizes, strict=True)]
         return pts, out, views
 
@@ -524,7 +524,7 @@ class Track:
         cur = list(crops)
         margin = self.detector.config.data.margin
         for _ in range(self.cfg.rounds - 1):
-            pts, _, _ = self._predict(images, cur)
+            pts, _, _ = self._predict(images, cur, face=False)
             cur = [_canonical(p, c, margin) or c for p, c in zip(pts, cur, strict=True)]
         pts, preds, views = self._predict(images, cur)
         return cur, pts, preds, views

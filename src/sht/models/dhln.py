@@ -87,11 +87,13 @@ class DHLN(nn.Module):
             self.fu2 = nn.ModuleList([FUBlock2(c, cfg.sr_channels, cfg.fusion_kernel) for _ in range(n)])
         self.fuse = fuse
 
-    def forward(self, x: torch.Tensor, base: torch.Tensor | None = None) -> DHLNOutput:
+    def forward(self, x: torch.Tensor, base: torch.Tensor | None = None, face: bool = True) -> DHLNOutput:
+        """``face=False``: landmarks only -- the SR tail and the global residual, which only make the
+        hallucinated face, are skipped (the SR modules still feed the fusion blocks); ``face`` is then None."""
         cfg = self.cfg
         heatmaps: list[torch.Tensor] = []
         feat = self.stem(x) if cfg.has_landmarks else None
-        q = self.sr_stem(x) if cfg.has_face else None
+        q = self.sr_stem(x) if cfg.has_face and (face or self.fuse) else None
         for t in range(cfg.num_stacks):
             p = self.units[t](feat) if feat is not None else None
             if q is not None:
@@ -104,14 +106,14 @@ class DHLN(nn.Module):
                 heatmaps.append(h)
                 if t < cfg.num_stacks - 1:
                     feat = self.merges[t](feat, p, h)
-        face = None
-        if q is not None:
-            face = self.sr_tail(q)
+        out = None
+        if q is not None and face:
+            out = self.sr_tail(q)
             if cfg.global_residual:
                 if base is None:
                     base = F.interpolate(x, size=cfg.face_size, mode="bicubic", align_corners=False)
-                face = face + base
-        return DHLNOutput(heatmaps=heatmaps, face=face)
+                out = out + base
+        return DHLNOutput(heatmaps=heatmaps, face=out)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -57,8 +57,11 @@ class CorrectedModel(nn.Module):
         self.backbone, self.ghcu, self.codec = backbone, ghcu, codec
         self.cfg = backbone.cfg
 
-    def forward(self, x: torch.Tensor, base: torch.Tensor | None = None) -> DHLNOutput:
-        out = self.backbone(x, base)
+    def forward(self, x: torch.Tensor, base: torch.Tensor | None = None, face: bool = True) -> DHLNOutput:
+        return self.correct(self.backbone(x, base, face=face))
+
+    def correct(self, out: DHLNOutput) -> DHLNOutput:
+        """Set ``out.points`` from its final heatmaps (also for heatmaps computed elsewhere, e.g. ONNX Runtime)."""
         hm = out.final_heatmaps
         side = float(self.codec.image_size)
         pts = self.codec.decode(hm)[0] / side

@@ -105,10 +105,11 @@ class JASRNet(nn.Module):
         c = self.level4(F.max_pool2d(c, 2))
         return x0, self.deep(c) + a
 
-    def forward(self, x: torch.Tensor, base: torch.Tensor | None = None) -> DHLNOutput:
+    def forward(self, x: torch.Tensor, base: torch.Tensor | None = None, face: bool = True) -> DHLNOutput:
+        """``face=False``: landmarks only -- the SR head (``sr_body``, ``long``, ``sr_tail``) is skipped."""
         x0, feat = self.encode(x)
         # the output layer computes (y + mean) / std, not the inverse of the input layer: replicated (spec §1)
-        face = (self.sr_tail(self.sr_body(feat) + self.long(x0)) + self.mean) / self.std
+        sr = (self.sr_tail(self.sr_body(feat) + self.long(x0)) + self.mean) / self.std if face else None
         f = self.cpm_features(feat)
         h = self.stage1(f)
         out = [h]
@@ -116,4 +117,4 @@ class JASRNet(nn.Module):
             h = stage(f, h)
             out.append(h)
         k = self.cfg.num_landmarks
-        return DHLNOutput(heatmaps=[o[:, :k] for o in out], face=face, background=[o[:, k:] for o in out])
+        return DHLNOutput(heatmaps=[o[:, :k] for o in out], face=sr, background=[o[:, k:] for o in out])
