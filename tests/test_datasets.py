@@ -46,11 +46,11 @@ from sht.metrics import nme
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-
 def official_counts(ds) -> dict[str, int]:
     """Counts of the dataset's own splits (without the derived ``fit``, and ``val`` where it is carved)."""
     derived = ("fit",) if ds.name == "celeba" else ("fit", "val")
     return {k: v for k, v in ds.counts().items() if k not in derived}
+
 
 def touch(path: Path, image: bool = False) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,6 @@ FORMAT = "sht-checkpoint"
 FORMAT_VERSION = 1
 
 
-
 def _optim_tensors(name: str, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     sd = opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}

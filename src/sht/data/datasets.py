@@ -755,8 +755,13 @@ def check_dataset(name: str, root: str | Path, **options: Any) -> str:
     ]
     lines += [f"  {k:<{width}}  {v}" for k, v in ds.counts().items()]
     lines.append(
-        "  (val: " + ("the official validation split" if name.lower() == "celeba" else
-                      f"~{VAL_FRACTION:.0%} of train held out by identity, fixed") + "; fit: train without val;"
+        "  (val: "
+        + (
+            "the official validation split"
+            if name.lower() == "celeba"
+            else f"~{VAL_FRACTION:.0%} of train held out by identity, fixed"
+        )
+        + "; fit: train without val;"
         " train on fit, choose checkpoints on val)"
     )
     if ds.problems:

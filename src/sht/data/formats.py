@@ -18,7 +18,6 @@ from ..errors import DataError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-
 @dataclass(frozen=True)
 class LandmarkScheme:
     """A landmark layout: point count, horizontal-flip permutation and the points each normaliser uses."""

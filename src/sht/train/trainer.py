@@ -45,7 +45,6 @@ class Stage(Protocol):
     def evaluate(self) -> dict[str, float]: ...
 
 
-
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
