@@ -17,6 +17,9 @@ pair stages; unlabeled pairs are added on top, ``sht.add_unlabeled``) per seed, 
 - EQ-i:     S - J supervised, then J weak steps with the equivariance loss alone on image pairs (labeled and
             unlabeled still images; no FPTN, no stage 2).
 - SHT-i+EQ: SHT-i with the equivariance loss added in its weak steps.
+- PAIRS-i:  the control of the weak methods: S - J supervised, then J steps of the weak stage of EQ-i with every
+            landmark weak term at 0 (labeled pair views with the pair augmentation, unlabeled pairs with the face
+            loss only). It differs from EQ-i only by the equivariance term and from DHLN by the pair stage itself.
 
 Baselines: bicubic upsampling (faces) and the labeled training faces' mean shape (landmarks). Evaluation:
 canonical 128 px crops of Helen test, bicubic LR at 16/32/64 px (``sht.evaluation``).
@@ -67,7 +70,7 @@ from sht.train.stages import FPTNStage, JointStage
 
 HERE = Path(__file__).resolve().parent
 LR_SIZES = (16, 32, 64)
-METHODS = ("SHN", "FHS", "DHLN", "SHT", "SHT-i", "SHT-v", "EQ-i", "SHT-i+EQ")
+METHODS = ("SHN", "FHS", "DHLN", "SHT", "SHT-i", "SHT-v", "EQ-i", "SHT-i+EQ", "PAIRS-i")
 STREAMS = ("shn", "fhs", "dhln")
 EQ_ONLY = ["sht.lambda_gan=0", "sht.lambda_l1=0", "sht.lambda_perceptual=0"]
 
@@ -233,6 +236,9 @@ class SeedRun:
             return self.weak("4-weak-i-eq", "images", eq, "half"), [*shared, o / "4-weak-i-eq"]
         if m == "EQ-i":
             return self.weak("4-eq-i", "images", EQ_ONLY + eq, "dhln"), [o / "dhln-1", o / "4-eq-i"]
+        if m == "PAIRS-i":
+            off = [*EQ_ONLY, "sht.lambda_equivariance=0"]
+            return self.weak("4-pairs-i", "images", off, "dhln"), [o / "dhln-1", o / "4-pairs-i"]
         raise ValueError(m)
 
 
@@ -286,7 +292,7 @@ def run_units(args: argparse.Namespace, test: FaceSet) -> None:
                     rows = [summary_row(m, s, seed, res[s].summary(), minutes) for s in LR_SIZES]
                     nme16 = None if res[16].nme is None else res[16].nme.tolist()
                     extra = {"nme16": nme16, "runs": [str(d) for d in deps]}
-                    if m.startswith(("SHT-i", "SHT-v", "EQ")):
+                    if m.startswith(("SHT-i", "SHT-v", "EQ", "PAIRS")):
                         extra["unlabeled"] = getattr(run, "unlabeled_counts", None)
                 extra["counts"] = data.counts
                 write_json(units / f"{m}.json", {"rows": rows, **extra, "wall_s": round(time.time() - t0, 1)})
