@@ -498,8 +498,154 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _schema() -> Any:
-    return OmegaConf.structured(Config)
+# --------------------------------------------------------------------------------------------------------------
+# The face detector (sht.models.face_detector, sht.data.composites, sht.train.face_detector)
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FaceDetectorConfig:
+    """The anchor-free face detector: a plain-convolution backbone with ``channels`` at strides 2, 4, ... (one
+    stage each, ``blocks`` residual blocks), a light top-down merge to ``stride`` (``neck`` channels) and three
+    heads: a face-centre heatmap, the box size ``log(w / size_ref), log(h / size_ref)`` and the centre's sub-cell
+    offset. The box is the 68-point landmark box. One scale finds faces whose larger side is ``min_face`` to
+    ``max_face`` px (the training range); larger faces are found on a downscaled copy of the photo.
+    ``threshold`` and ``nms_iou`` are the default decoding settings."""
+
+    channels: list[int] = field(default_factory=lambda: [16, 32, 48, 64, 96])
+    blocks: list[int] = field(default_factory=lambda: [0, 1, 1, 2, 1])
+    neck: int = 32
+    stride: int = 4
+    size_ref: float = 16.0
+    min_face: float = 10.0
+    max_face: float = 120.0
+    threshold: float = 0.4
+    nms_iou: float = 0.4
+
+    def __post_init__(self) -> None:
+        if len(self.channels) != len(self.blocks) or not self.channels or min(self.channels) < 1:
+            raise ConfigError("model.channels and model.blocks must be non-empty lists of the same length")
+        if min(self.blocks) < 0 or self.neck < 1:
+            raise ConfigError("model.blocks must be >= 0 and model.neck >= 1")
+        if self.stride not in (2, 4, 8) or self.stride > 2 ** len(self.channels):
+            raise ConfigError(f"model.stride must be 2, 4 or 8 and reached by the backbone, got {self.stride}")
+        if not 0 < self.min_face < self.max_face or self.size_ref <= 0:
+            raise ConfigError("model.min_face must be in (0, model.max_face) and model.size_ref > 0")
+        if not 0 < self.threshold < 1 or not 0 < self.nms_iou <= 1:
+            raise ConfigError("model.threshold must be in (0, 1) and model.nms_iou in (0, 1]")
+
+    @property
+    def max_stride(self) -> int:
+        """The coarsest backbone stride (inputs are padded to a multiple of it)."""
+        return 2 ** len(self.channels)
+
+
+@dataclass
+class CompositeConfig:
+    """Training images for the face detector (:mod:`sht.data.composites`): labeled faces (``train``: folders with
+    ``.pts``, ``synthetic:N[:seed]`` or ``NAME:ROOT:SPLIT`` sources) held as canonical crops of ``face_size`` px with
+    ``context`` x more surround, pasted with a feathered mask onto ``image_size`` px backgrounds at a landmark-box
+    larger side of ``min_face``-``max_face`` px (log-uniform; ``crowd`` of the images hold ``crowd_faces`` small
+    faces up to ``crowd_max`` px), ``empty`` of the images none. ``backgrounds``: ``builtin`` (the non-face sample
+    images of scikit-image and matplotlib, the non-face half of scikit-image's LFW subset, procedural textures;
+    never the benchmark's photos) and/or folders of face-free images. ``negatives``: up to that many hard negatives
+    per image (scrambled face crops, off-face patches of the face photos). Degradations per face: ``lowres`` of
+    them go bicubic down by up to ``lowres_max`` x and back up, Gaussian blur up to ``blur`` px; per image: noise
+    up to ``noise`` (of 1), ``grey`` of them grey, ``jpeg`` of them JPEG at quality ``jpeg_quality``. ``val_fraction`` of the faces (whole
+    identities, fixed ``val_seed``) are held out for ``val_images`` validation composites."""
+
+    train: list[str] = field(default_factory=lambda: ["synthetic:400"])
+    backgrounds: list[str] = field(default_factory=lambda: ["builtin"])
+    face_size: int = 96
+    context: float = 1.4
+    image_size: int = 160
+    min_face: float = 10.0
+    max_face: float = 120.0
+    max_faces: int = 4
+    crowd: float = 0.3
+    crowd_faces: list[int] = field(default_factory=lambda: [4, 12])
+    crowd_max: float = 32.0
+    empty: float = 0.08
+    negatives: int = 2
+    rotation: float = 15.0
+    flip: float = 0.5
+    colour: float = 0.25
+    lowres: float = 0.4
+    lowres_max: float = 3.0
+    blur: float = 1.2
+    noise: float = 0.03
+    grey: float = 0.1
+    jpeg: float = 0.5
+    jpeg_quality: list[int] = field(default_factory=lambda: [30, 90])
+    val_fraction: float = 0.08
+    val_seed: int = 20240612
+    val_images: int = 200
+    cache_dir: str = ".cache/sht"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_face < self.max_face:
+            raise ConfigError(f"data.min_face must be in (0, data.max_face), got {self.min_face}, {self.max_face}")
+        if self.image_size < 32 or self.face_size < 16 or self.context < 1:
+            raise ConfigError("data.image_size must be >= 32, data.face_size >= 16 and data.context >= 1")
+        for key in ("crowd", "empty", "flip", "lowres", "grey", "jpeg", "val_fraction"):
+            if not 0 <= getattr(self, key) <= 1:
+                raise ConfigError(f"data.{key} must be a probability in [0, 1], got {getattr(self, key)}")
+        if len(self.crowd_faces) != 2 or not 1 <= self.crowd_faces[0] <= self.crowd_faces[1]:
+            raise ConfigError(f"data.crowd_faces must be [min, max] counts, got {list(self.crowd_faces)}")
+        if len(self.jpeg_quality) != 2 or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise ConfigError(f"data.jpeg_quality must be [low, high] in 1..100, got {list(self.jpeg_quality)}")
+        if self.max_faces < 1 or self.negatives < 0 or self.lowres_max < 1 or self.val_images < 0:
+            raise ConfigError("data.max_faces >= 1, data.negatives >= 0, data.lowres_max >= 1, data.val_images >= 0")
+
+
+@dataclass
+class DetectorLossConfig:
+    """CenterNet's penalty-reduced focal loss on the centre heatmap (``alpha``, ``beta``) and L1 on the log box
+    size and the centre offset at each face's centre cell, weighted ``size`` and ``offset``."""
+
+    alpha: float = 2.0
+    beta: float = 4.0
+    size: float = 1.0
+    offset: float = 1.0
+
+
+@dataclass
+class DetectorConfig:
+    """One face-detector training run (``sht train-detector``); ``kind: detector`` marks its YAML files."""
+
+    preset: str = "small"
+    kind: str = "detector"
+    model: FaceDetectorConfig = field(default_factory=FaceDetectorConfig)
+    data: CompositeConfig = field(default_factory=CompositeConfig)
+    loss: DetectorLossConfig = field(default_factory=DetectorLossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.kind != "detector":
+            raise ConfigError(f"kind must be detector in a face-detector config, got {self.kind!r}")
+
+
+DETECTOR_PRESETS: dict[str, dict[str, Any]] = {
+    # CPU preset, ~45 min on one core: batch 16 of 160 px composites, a 0.52 M-parameter detector (1.0 MB fp16).
+    # Measured with detector/small on this 2-core machine while both cores ran another benchmark (load 4.5-5.3,
+    # so wall time was 2.6-4.0 s/step): 463-642 ms of CPU time per step, of which 210-305 ms build the composites;
+    # 4800 steps x ~0.55 s = ~44 min, plus loading (~20 s from the crop cache, ~60 s the first time) and 8
+    # validations of 200 composites (~10 s each).
+    "small": {
+        "train": {
+            "steps": 4800,
+            "batch_size": 16,
+            "lr": 2e-3,
+            "warmup_steps": 100,
+            "weight_decay": 1e-4,
+            "grad_clip": 10.0,
+            "log_every": 25,
+            "eval_every": 600,
+            "checkpoint_every": 200,
+            "out_dir": "runs/face-detector",
+        },
+    },
+}
 
 
 def _short(err: OmegaConfBaseException) -> str:
@@ -544,20 +690,29 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def build_config(*layers: dict[str, Any]) -> Config:
     """Merge plain nested dicts (later wins) onto the schema; a ``preset`` key in the first layer that names
     one is applied before it. Returns validated dataclasses."""
+    return _build(Config, PRESETS, "paper", layers)
+
+
+def build_detector_config(*layers: dict[str, Any]) -> DetectorConfig:
+    """:func:`build_config` for the face detector's runs (:class:`DetectorConfig`, :data:`DETECTOR_PRESETS`)."""
+    return _build(DetectorConfig, DETECTOR_PRESETS, "small", layers)
+
+
+def _build(schema: type, presets: dict[str, dict[str, Any]], default: str, layers: tuple[dict[str, Any], ...]) -> Any:
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = _deep_merge(merged, layer)
-    preset = merged.get("preset", "paper")
-    if not isinstance(preset, str) or preset not in PRESETS:
-        raise ConfigError(f"preset: unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    full = _deep_merge(copy.deepcopy(PRESETS[preset]), merged)
+    preset = merged.get("preset", default)
+    if not isinstance(preset, str) or preset not in presets:
+        raise ConfigError(f"preset: unknown preset {preset!r}; choose one of {', '.join(presets)}")
+    full = _deep_merge(copy.deepcopy(presets[preset]), merged)
     full["preset"] = preset
     try:
-        conf = OmegaConf.merge(_schema(), OmegaConf.create(full))
+        conf = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(full))
         obj = OmegaConf.to_object(conf)
     except OmegaConfBaseException as exc:
         raise ConfigError(_short(exc)) from None
-    assert isinstance(obj, Config)
+    assert isinstance(obj, schema)
     return obj
 
 
@@ -588,26 +743,39 @@ def packaged_config_path(name: str) -> Path | None:
     return Path(str(f)) if f.is_file() else None
 
 
-def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a config from a YAML path, a preset name (``small``, ``paper``, ``paper-m``) or a packaged config
-    name (``300w/small``), then apply ``key.sub=value`` overrides."""
+def _source_layers(source: str | Path | None, overrides: list[str] | None, presets: dict[str, Any]) -> list[dict]:
+    """The layers of a YAML path, preset name or packaged config name, then ``key.sub=value`` overrides."""
     layers: list[dict[str, Any]] = []
     if source is not None:
         s = str(source)
         if Path(s).is_file():
             layers.append(read_yaml(s))
-        elif s in PRESETS:
+        elif s in presets:
             layers.append({"preset": s})
         elif (packaged := packaged_config_path(s)) is not None:
             layers.append(read_yaml(packaged))
         else:
             raise ConfigError(
-                f"config file not found: {s}; nor is it a preset ({', '.join(PRESETS)}) or a packaged config "
+                f"config file not found: {s}; nor is it a preset ({', '.join(presets)}) or a packaged config "
                 f"(sht configs lists them, e.g. {next(iter(packaged_configs()), '300w/small')})"
             )
     for item in overrides or []:
         layers.append(_parse_override(item))
+    return layers
+
+
+def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a config from a YAML path, a preset name (``small``, ``paper``, ``paper-m``) or a packaged config
+    name (``300w/small``), then apply ``key.sub=value`` overrides."""
+    layers = _source_layers(source, overrides, PRESETS)
+    if layers and layers[0].get("kind") == "detector":
+        raise ConfigError(f"{source} is a face-detector config: train it with sht train-detector {source} --out DIR")
     return build_config(*layers)
+
+
+def load_detector_config(source: str | Path | None = None, overrides: list[str] | None = None) -> DetectorConfig:
+    """:func:`load_config` for a face-detector run (``sht train-detector``; e.g. ``detector/small``)."""
+    return build_detector_config(*_source_layers(source, overrides, DETECTOR_PRESETS))
 
 
 def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
