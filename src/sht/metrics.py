@@ -394,3 +394,87 @@ def psnr_ssim_y_uint8(sr_uint8: np.ndarray, hr_uint8: np.ndarray) -> tuple[float
         if x.dtype != np.uint8 or x.ndim != 3:
             raise ValueError(f"{name}: expected an H x W x 3 uint8 array, got {x.dtype} {x.shape}")
     return float(psnr_y(a, b)[0]), float(ssim_y(a, b)[0])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Face detection metrics
+# ----------------------------------------------------------------------------------------------------
+
+
+def _box_array(x: Any, cols: int, name: str) -> np.ndarray:
+    arr = _as_f64(x, name) if np.size(x) else np.zeros((0, cols))
+    return arr.reshape(-1, arr.shape[-1])[:, :cols]
+
+
+def box_iou_np(a: Any, b: Any) -> np.ndarray:
+    """IoU matrix ``(N, M)`` of boxes ``(N, >=4)`` and ``(M, >=4)`` (``x0, y0, x1, y1``), float64."""
+    from sht.models.face_detector import box_iou
+
+    ta = torch.from_numpy(_box_array(a, 4, "boxes"))
+    tb = torch.from_numpy(_box_array(b, 4, "boxes"))
+    return box_iou(ta, tb).numpy()
+
+
+def match_detections(
+    pred: Any, truth: Any, iou: float = 0.3, ignore: Any | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy matching of one image's detections ``(N, 5)`` (``x0, y0, x1, y1, score``) to its faces ``(M, 4)``,
+    best score first, at IoU > ``iou``. Returns the scores, per detection 1 (true), 0 (false) or -1 (unmatched
+    but on an ``ignore`` region: IoU > ``iou`` or centre inside it; not counted), and the best score that found
+    each face (-inf for missed faces)."""
+    p, t = _box_array(pred, 5, "detections"), _box_array(truth, 4, "faces")
+    order = np.argsort(-p[:, 4], kind="stable")
+    p = p[order]
+    ious = box_iou_np(p, t) if len(t) else np.zeros((len(p), 0))
+    taken = np.zeros(len(t), dtype=bool)
+    found = np.full(len(t), -np.inf)
+    flags = np.zeros(len(p))
+    for i in range(len(p)):
+        cand = np.where(~taken & (ious[i] > iou))[0] if len(t) else np.zeros(0, dtype=int)
+        if len(cand):
+            j = cand[np.argmax(ious[i, cand])]
+            taken[j], found[j], flags[i] = True, p[i, 4], 1
+    if ignore is not None and np.size(ignore) and len(p):
+        g = _box_array(ignore, 4, "ignore")
+        cx, cy = (p[:, 0] + p[:, 2]) / 2, (p[:, 1] + p[:, 3]) / 2
+        inside = (
+            (cx[:, None] >= g[None, :, 0])
+            & (cx[:, None] <= g[None, :, 2])
+            & (cy[:, None] >= g[None, :, 1])
+            & (cy[:, None] <= g[None, :, 3])
+        ).any(1)
+        flags[(flags == 0) & (inside | (box_iou_np(p, g) > iou).any(1))] = -1
+    return p[:, 4], flags, found
+
+
+def detection_summary(
+    preds: list[Any], truths: list[Any], iou: float = 0.3, threshold: float = 0.0, ignores: list[Any] | None = None
+) -> dict[str, float]:
+    """Over a set of images: ``recall`` and ``fp_per_image`` of the detections scoring at least ``threshold``,
+    and ``ap``, the average precision over all scores (area under the interpolated precision-recall curve)."""
+    scores, flags, founds = [], [], []
+    for k, (p, t) in enumerate(zip(preds, truths, strict=True)):
+        s, f, found = match_detections(p, t, iou, None if ignores is None else ignores[k])
+        scores.append(s), flags.append(f), founds.append(found)
+    s, f = np.concatenate(scores) if scores else np.zeros(0), np.concatenate(flags) if flags else np.zeros(0)
+    found = np.concatenate(founds) if founds else np.zeros(0)
+    n_faces = len(found)
+    keep = f >= 0
+    s, f = s[keep], f[keep]
+    order = np.argsort(-s, kind="stable")
+    tp = np.cumsum(f[order] == 1)
+    fp = np.cumsum(f[order] == 0)
+    ap = 0.0
+    if n_faces and len(tp):
+        recall = tp / n_faces
+        precision = tp / np.maximum(tp + fp, 1)
+        precision = np.maximum.accumulate(precision[::-1])[::-1]
+        ap = float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+    n_img = max(len(preds), 1)
+    return {
+        "recall": float((found >= threshold).mean()) if n_faces else float("nan"),
+        "fp_per_image": float(((f == 0) & (s >= threshold)).sum() / n_img),
+        "ap": ap,
+        "faces": float(n_faces),
+        "images": float(len(preds)),
+    }
