@@ -551,8 +551,9 @@ class CompositeConfig:
     never the benchmark's photos) and/or folders of face-free images. ``negatives``: up to that many hard negatives
     per image (scrambled face crops, off-face patches of the face photos). Degradations per face: ``lowres`` of
     them go bicubic down by up to ``lowres_max`` x and back up, Gaussian blur up to ``blur`` px; per image: noise
-    up to ``noise`` (of 1), ``grey`` of them grey, ``jpeg`` of them JPEG at quality ``jpeg_quality``. ``val_fraction`` of the faces (whole
-    identities, fixed ``val_seed``) are held out for ``val_images`` validation composites."""
+    up to ``noise`` (of 1), ``grey`` of them grey, ``jpeg`` of them JPEG at quality ``jpeg_quality``.
+    ``val_fraction`` of the faces (whole identities, fixed ``val_seed``) are held out for ``val_images`` validation
+    composites."""
 
     train: list[str] = field(default_factory=lambda: ["synthetic:400"])
     backgrounds: list[str] = field(default_factory=lambda: ["builtin"])

@@ -7,7 +7,8 @@ through a feathered elliptic mask that keeps hair, ears and some background arou
 box of the transformed points, exact to the pixel mapping. Images hold several faces (or a crowd of small ones, or
 none), some cut by the border (a face whose centre falls outside the image becomes an ignored region), and hard
 negatives: scrambled face crops, off-face patches of the face photos and the non-face LFW patches of scikit-image.
-The finished image gets noise, sometimes loses its colour, and JPEG. Everything is a function of a numpy seed (:func:`image_rng`).
+The finished image gets noise, sometimes loses its colour, and JPEG. Everything is a function of a numpy seed
+(:func:`image_rng`).
 
 Backgrounds (``builtin``): the sample photos that ship with scikit-image and matplotlib, except those with a face
 and the benchmark's (:data:`HELD_OUT_IMAGES`, :data:`BENCHMARK_BACKGROUNDS`), and procedural textures; the
@@ -341,9 +342,10 @@ class CompositeBuilder:
         patch = _colour(patch, rng, cfg.colour)
         p = pts * e
         centre = (lo + hi) / 2 * e
-        ax = big * e * rng.uniform(0.62, 0.85)
-        ay = big * e * rng.uniform(0.70, 0.92)
-        alpha = _ellipse_mask(n, float(centre[0]), float(centre[1]), ax, ay, feather=rng.uniform(0.15, 0.35))
+        # the whole face (its extreme landmarks lie within ~0.5 x big of the centre) and some surround, inside the crop
+        ax = big * e * rng.uniform(0.68, 0.85)
+        ay = big * e * rng.uniform(0.75, 0.88)
+        alpha = _ellipse_mask(n, float(centre[0]), float(centre[1]), ax, ay, feather=rng.uniform(0.12, 0.3))
         vx0, vy0, vx1, vy1 = (self.faces.valid[index] * e).tolist()
         at = torch.arange(n, dtype=torch.float32) + 0.5
         alpha = alpha * _ramp(at, vy0, vy1)[:, None] * _ramp(at, vx0, vx1)[None, :]  # no black padding
