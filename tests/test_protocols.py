@@ -136,11 +136,17 @@ def test_aflw_uses_box_norm_and_only_visible_points(aflw_root, tmp_path):
 
 
 def test_packaged_configs_load_by_name_and_never_validate_on_test_data():
-    from sht.config import load_config, packaged_configs
+    from sht.config import load_config, load_detector_config, packaged_configs
 
     names = packaged_configs()
     assert len(names) >= 10 and "300w/small" in names and all(names.values())
     for name in names:
+        if name.startswith("detector/"):  # face-detector runs (sht train-detector): never on a test split
+            det = load_detector_config(name)
+            assert det.data.train and not any("test" in src for src in det.data.train), name
+            with pytest.raises(ConfigError, match="sht train-detector"):
+                load_config(name)
+            continue
         cfg = load_config(name)
         assert cfg.data.train and cfg.sht.steps
         for src in cfg.data.val:

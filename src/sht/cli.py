@@ -1,4 +1,4 @@
-"""Command-line interface: ``sht train | recipe | evaluate | detect | export | data | demo``."""
+"""Command-line interface: ``sht train | recipe | train-detector | evaluate | detect | export | data | demo``."""
 
 from __future__ import annotations
 
@@ -31,16 +31,31 @@ def _expand_inputs(items: list[str]) -> list[Path]:
     return out
 
 
+def _train_with(args: argparse.Namespace, load, run):  # noqa: ANN001, ANN202 - config loader, training function
+    """Load ``args.config`` with the overrides (and ``--out``), train, print the last validation metrics."""
+    overrides = list(args.overrides)
+    if args.out:
+        overrides.append(f"train.out_dir={args.out}")
+    cfg = load(args.config, overrides)
+    metrics = run(cfg)
+    print(json.dumps({k: round(v, 5) for k, v in metrics.items()}, indent=1))
+    return cfg
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import load_config
     from .train import train
 
-    overrides = list(args.overrides)
-    if args.out:
-        overrides.append(f"train.out_dir={args.out}")
-    cfg = load_config(args.config, overrides)
-    metrics = train(cfg)
-    print(json.dumps({k: round(v, 5) for k, v in metrics.items()}, indent=1))
+    _train_with(args, load_config, train)
+    return 0
+
+
+def cmd_train_detector(args: argparse.Namespace) -> int:
+    from .config import load_detector_config
+    from .train.face_detector import train_detector
+
+    cfg = _train_with(args, load_detector_config, train_detector)
+    print(f"sht train-detector: weights -> {Path(cfg.train.out_dir) / 'face-detector.safetensors'}")
     return 0
 
 
@@ -60,7 +75,7 @@ def cmd_configs(args: argparse.Namespace) -> int:
     from .config import PRESETS, packaged_configs
 
     print("presets: " + ", ".join(PRESETS))
-    print("packaged configs (sht train NAME / sht recipe NAME --out DIR):")
+    print("packaged configs (sht train NAME / sht recipe NAME --out DIR; detector/*: sht train-detector NAME):")
     items = packaged_configs()
     width = max(map(len, items), default=0)
     for name, about in items.items():
@@ -166,6 +181,18 @@ class _Outputs:
         self.written.append(path)
 
 
+def _face_detector_name(args: argparse.Namespace) -> str:
+    """``--face-detector`` (haar, dlib, sht or a face-detector .safetensors file) or ``--find-faces NAME``."""
+    name = args.face_detector
+    if name is None:
+        return args.find_faces or "haar"
+    if args.find_faces not in (None, "haar", name):
+        raise UsageError(f"--find-faces {args.find_faces} and --face-detector {name} disagree; give one")
+    if name not in ("haar", "dlib", "sht") and not (name.endswith(".safetensors") and Path(name).is_file()):
+        raise UsageError(f"--face-detector takes haar, dlib, sht or an existing .safetensors file, got {name!r}")
+    return name
+
+
 def _detect_crops(args: argparse.Namespace, weights: Path, good: list[Path], images: list, out: _Outputs):  # noqa: ANN001, ANN202
     """Crop mode: every input is a canonical face crop; one result per image."""
     from .infer import Predictor
@@ -199,7 +226,11 @@ def _detect_photos(args: argparse.Namespace, weights: Path, good: list[Path], im
 
     boxes = _read_boxes(args)
     det = Detector(
-        weights, device=args.device, face_detector=args.find_faces or "haar", backend=args.backend, threads=args.threads
+        weights,
+        device=args.device,
+        face_detector=_face_detector_name(args),
+        backend=args.backend,
+        threads=args.threads,
     )
     results = []
     for p, im in zip(good, images, strict=True):
@@ -214,6 +245,7 @@ def _detect_photos(args: argparse.Namespace, weights: Path, good: list[Path], im
         for i, f in enumerate(faces):
             fe: dict[str, object] = {
                 "box": [round(v, 2) for v in f.box] if f.box else None,
+                "box_score": None if f.box_score is None else round(f.box_score, 4),
                 "crop": [round(v, 2) for v in f.crop],
                 "landmarks": _points(f.landmarks),
                 "scores": [round(float(s), 4) for s in f.scores],
@@ -224,7 +256,14 @@ def _detect_photos(args: argparse.Namespace, weights: Path, good: list[Path], im
                 fe["face"] = str(fp)
             entry["faces"].append(fe)  # type: ignore[attr-defined]
         if out.overlays is not None:
-            panel = detection_panel(im, [f.landmarks for f in faces], [f.face for f in faces], [f.crop for f in faces])
+            panel = detection_panel(
+                im,
+                [f.landmarks for f in faces],
+                [f.face for f in faces],
+                [f.crop for f in faces],
+                boxes=[f.box for f in faces],
+                box_scores=[f.box_score for f in faces],
+            )
             out.overlay(stem, panel)
         results.append(entry)
     return det.predictor, results
@@ -248,7 +287,11 @@ def _detect_video(args: argparse.Namespace, weights: Path, path: Path) -> int:
     if overlay is not None and not is_video(overlay):
         overlay = overlay / f"{path.stem}_overlay.mp4"
     det = Detector(
-        weights, device=args.device, face_detector=args.find_faces or "haar", backend=args.backend, threads=args.threads
+        weights,
+        device=args.device,
+        face_detector=_face_detector_name(args),
+        backend=args.backend,
+        threads=args.threads,
     )
     track = det.track(path, cfg, boxes=boxes)  # type: ignore[arg-type]
     model = det.predictor
@@ -299,9 +342,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
         if len(args.inputs) > 1:
             raise UsageError(f"one video per run (got {len(args.inputs)} inputs with {len(videos)} video(s))")
         return _detect_video(args, weights, videos[0])
-    photo = args.find_faces is not None or args.box is not None or args.boxes is not None
+    photo = any(v is not None for v in (args.find_faces, args.face_detector, args.box, args.boxes))
     if photo:
-        _read_boxes(args)  # refuse a bad --box/--boxes before any work
+        _read_boxes(args)  # refuse a bad --box/--boxes (or face detector) before any work
+        _face_detector_name(args)
     images, good, failed = [], [], []
     for p in _expand_inputs(args.inputs):
         try:
@@ -390,6 +434,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (overrides train.out_dir); an existing run there is resumed")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("train-detector", help="train sht's face detector on composite images (resumable)")
+    p.add_argument("config", help="YAML file, preset (small) or packaged config (detector/small)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. train.steps=500")
+    p.add_argument("--out", help="run directory (overrides train.out_dir); an existing run there is resumed")
+    p.set_defaults(func=cmd_train_detector)
+
     p = sub.add_parser("recipe", help="the paper's four stages: DHLN, FPTN, joint SHT, weak SHT (resumable)")
     p.add_argument("config", help="YAML file, preset or packaged config (e.g. 300w/small; see sht configs)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. sht.steps=[3000,1000,500,500]")
@@ -438,8 +488,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--find-faces",
         nargs="?",
         const="haar",
-        choices=["haar", "dlib"],
-        help="inputs are photos: find faces first (OpenCV Haar by default, or dlib's HOG detector)",
+        choices=["haar", "dlib", "sht"],
+        help="inputs are photos: find faces first (OpenCV Haar by default, dlib's HOG detector or sht's own)",
+    )
+    p.add_argument(
+        "--face-detector",
+        metavar="NAME",
+        help="photo mode with this face detector: haar, dlib, sht (the shipped weights) or a face-detector "
+        ".safetensors file (sht train-detector); its boxes and scores are in the JSON and on --save-overlay",
     )
     p.add_argument("--box", action="append", help="photo mode with this face box x0,y0,x1,y1 (repeatable)")
     p.add_argument(

@@ -1,4 +1,5 @@
-"""Export a trained DHLN (never FPTN, which is training-only): compact release weights and ONNX."""
+"""Export a trained DHLN (never FPTN, which is training-only): compact release weights and ONNX; and the face
+detector's weights (:func:`export_face_detector`)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from .infer import Predictor
 from .ort import OPSET, onnx_graph
 
 
-def export_weights(checkpoint: str | Path, out: str | Path, fp16: bool = True, note: str = "") -> Path:
-    """DHLN weights of any sht checkpoint (optionally fp16) with its config: a file ``sht.Detector`` loads."""
+def _write_weights(
+    checkpoint: str | Path, out: str | Path, prefixes: tuple[str, ...], what: str, fp16: bool, note: str
+) -> Path:
+    """The ``prefixes`` tensors of a checkpoint (optionally fp16) with its config, written atomically."""
     tensors, doc = read_checkpoint(checkpoint)
-    keep = {k: v for k, v in tensors.items() if k.startswith(("dhln.", "ghcu."))}
+    keep = {k: v for k, v in tensors.items() if k.startswith(prefixes)}
     if not keep:
-        raise ValueError(f"{checkpoint}: holds no DHLN weights to export")
+        raise ValueError(f"{checkpoint}: holds no {what} weights to export")
     if fp16:
         keep = {k: v.half() if v.is_floating_point() else v for k, v in keep.items()}
     meta = {
@@ -38,6 +41,21 @@ def export_weights(checkpoint: str | Path, out: str | Path, fp16: bool = True, n
     save_file({k: v.contiguous() for k, v in keep.items()}, str(tmp), metadata={"sht": json.dumps(meta)})
     os.replace(tmp, out)
     return out
+
+
+def export_weights(checkpoint: str | Path, out: str | Path, fp16: bool = True, note: str = "") -> Path:
+    """DHLN weights of any sht checkpoint (optionally fp16) with its config: a file ``sht.Detector`` loads; a
+    face-detector checkpoint gives the face detector's weights (:func:`export_face_detector`)."""
+    _, doc = read_checkpoint(checkpoint)
+    if doc.get("stage") == "face_detector" or "detector" in doc.get("modules", []):
+        return export_face_detector(checkpoint, out, fp16, note)
+    return _write_weights(checkpoint, out, ("dhln.", "ghcu."), "DHLN", fp16, note)
+
+
+def export_face_detector(checkpoint: str | Path, out: str | Path, fp16: bool = True, note: str = "") -> Path:
+    """The face detector of a ``sht train-detector`` checkpoint (fp16 unless ``fp16=False``) with its config:
+    what ``make_face_detector(PATH)`` loads and what ships as ``sht/weights/face-detector.safetensors``."""
+    return _write_weights(checkpoint, out, ("detector.",), "face-detector", fp16, note)
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = OPSET, face: bool = True) -> Path:

@@ -1,7 +1,9 @@
 """Finding faces in photos and video frames and turning them into canonical crops.
 
-A face detector gives a box; a fixed calibration maps it to the canonical crop (square, centred on the 68-point
-box, side 1.3 x its larger side); optionally the crop is refined with a landmark model: predict the landmarks in
+Face detectors: OpenCV's Haar cascade (the default), dlib's HOG detector and sht's own (:class:`ShtFaceDetector`,
+trained by ``sht train-detector``; its boxes are the 68-point landmark box itself). A face detector gives a box; a
+fixed calibration maps it to the canonical crop (square, centred on the 68-point box, side 1.3 x its larger side);
+optionally the crop is refined with a landmark model: predict the landmarks in
 the current crop, recompute the canonical box from them, repeat. The landmark model is handed in as a callable
 (``LandmarkFn``: crops -> landmarks), so this module knows nothing of inference or training.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -41,16 +44,18 @@ class FaceBox:
 
 @dataclass(frozen=True)
 class BoxCalibration:
-    """Canonical crop from a detector box: centre = box centre + (dx * w, dy * h), side = scale * w."""
+    """Canonical crop from a detector box: centre = box centre + (dx * w, dy * h), side = scale * w (or scale x
+    the larger of w and h with ``larger_side``)."""
 
     dx: float
     dy: float
     scale: float
+    larger_side: bool = False
 
     def to_crop(self, box: FaceBox) -> CropBox:
         cx = (box.x0 + box.x1) / 2 + self.dx * box.width
         cy = (box.y0 + box.y1) / 2 + self.dy * box.height
-        side = self.scale * box.width
+        side = self.scale * (max(box.width, box.height) if self.larger_side else box.width)
         return CropBox(cx - side / 2, cy - side / 2, side)
 
 
@@ -59,6 +64,10 @@ class BoxCalibration:
 # (0.11, 0.11, 0.24). Refinement with the landmark model removes most of the remaining error.
 HAAR_CALIBRATION = BoxCalibration(0.0, 0.142, 1.127)
 DLIB_CALIBRATION = BoxCalibration(0.026, 0.077, 1.193)
+# sht's detector predicts the 68-point landmark box, so the canonical crop follows from its definition exactly:
+# centre = box centre, side = 1.3 x the box's larger side (sht.data.transforms.canonical_box).
+LANDMARK_BOX_CALIBRATION = BoxCalibration(0.0, 0.0, 1.3, larger_side=True)
+FACE_DETECTOR_WEIGHTS = Path(__file__).resolve().parent / "weights" / "face-detector.safetensors"
 
 
 class HaarFaceDetector:
@@ -121,13 +130,89 @@ class DlibFaceDetector:
         return sorted(boxes, key=lambda b: -b.width * b.height)
 
 
-def make_face_detector(name: str) -> HaarFaceDetector | DlibFaceDetector:
-    """``haar`` (OpenCV, the default, always available) or ``dlib`` (HOG, the dlib extra)."""
+class ShtFaceDetector:
+    """sht's own face detector (:mod:`sht.models.face_detector`): faces from about 12 px up, in photos of any
+    size (an image pyramid for large faces, tiles for large photos; photos above ``max_pixels`` are reduced
+    first). Boxes are the 68-point landmark box, with the detector's score (``threshold``: the lowest kept;
+    default: the model's). ``weights``: a ``sht train-detector`` checkpoint or export (default: the shipped
+    weights, ``sht/weights/face-detector.safetensors``)."""
+
+    name = "sht"
+    calibration = LANDMARK_BOX_CALIBRATION
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        threshold: float | None = None,
+        device: str = "cpu",
+        max_pixels: int = 16_000_000,
+        tile: int = 1024,
+    ) -> None:
+        import torch
+
+        from .checkpoint import CheckpointError, load_module, read_checkpoint
+        from .config import ConfigError, build_detector_config
+        from .models.face_detector import DetectSettings, FaceDetector
+
+        path = Path(weights) if weights is not None else FACE_DETECTOR_WEIGHTS
+        if weights is None and not path.is_file():
+            raise CheckpointError(
+                f"no face-detector weights in this installation ({path} is missing): train them with "
+                "sht train-detector, pass a weights file, or use the haar or dlib face detector"
+            )
+        tensors, doc = read_checkpoint(path)
+        try:
+            cfg = build_detector_config(doc.get("config") or {}).model
+        except ConfigError as exc:
+            raise CheckpointError(f"{path}: not a face-detector checkpoint of this sht version ({exc})") from None
+        self.model = FaceDetector(cfg)
+        load_module(self.model, tensors, "detector", str(path))
+        self.model = self.model.float().eval().to(device)
+        self.device = torch.device(device)
+        self.source = str(path)
+        self.settings = DetectSettings(
+            threshold if threshold is not None else cfg.threshold, cfg.nms_iou, tile=tile, max_pixels=max_pixels
+        )
+
+    def __call__(self, img: Image.Image) -> list[FaceBox]:
+        """Face boxes (the landmark box) with scores, largest first; an empty list for an empty image."""
+        import torch
+
+        from .data.formats import to_rgb8
+        from .models.face_detector import detect
+
+        rgb = to_rgb8(img)
+        w, h = rgb.size
+        if w < 1 or h < 1:
+            return []
+        scale = min(1.0, (self.settings.max_pixels / (w * h)) ** 0.5)
+        if scale < 1.0:  # reduced here (8-bit) rather than as a float tensor of the full photo
+            rgb = rgb.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+        t = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
+        found = detect(self.model, t.to(self.device), self.settings).cpu().double().numpy()
+        sx, sy = w / rgb.size[0], h / rgb.size[1]
+        boxes = [FaceBox(x0 * sx, y0 * sy, x1 * sx, y1 * sy, float(sc)) for x0, y0, x1, y1, sc in found]
+        return sorted(boxes, key=lambda b: -b.width * b.height)
+
+
+def make_face_detector(name: str) -> HaarFaceDetector | DlibFaceDetector | ShtFaceDetector:
+    """``haar`` (OpenCV, the default, always available), ``dlib`` (HOG, the dlib extra), ``sht`` (sht's own, the
+    shipped weights) or the path of a ``.safetensors`` file of sht's face detector."""
     if name == "haar":
         return HaarFaceDetector()
     if name == "dlib":
         return DlibFaceDetector()
-    raise ValueError(f"unknown face detector {name!r}; choose haar or dlib")
+    if name == "sht":
+        return ShtFaceDetector()
+    if name.endswith(".safetensors"):
+        return ShtFaceDetector(name)
+    raise ValueError(f"unknown face detector {name!r}; choose haar, dlib, sht or a face-detector .safetensors file")
+
+
+def face_detector_calibration(name: str) -> BoxCalibration:
+    """The box calibration of face detector ``name`` (as :func:`make_face_detector` reads it), without loading
+    it: boxes given by hand are read as that detector's boxes."""
+    return {"haar": HAAR_CALIBRATION, "dlib": DLIB_CALIBRATION}.get(name, LANDMARK_BOX_CALIBRATION)
 
 
 def crop_size_for(crop: CropBox, face_size: int) -> int:

@@ -20,9 +20,17 @@ from PIL import Image
 from .checkpoint import CheckpointError, load_module, read_checkpoint
 from .config import Config, ConfigError, config_from_dict
 from .data import degradation
+from .data.formats import to_rgb8
 from .data.heatmaps import HeatmapCodec
 from .data.transforms import crop_image
-from .faces import FaceBox, crop_size_for, make_face_detector, refine_crops
+from .faces import (
+    BoxCalibration,
+    FaceBox,
+    crop_size_for,
+    face_detector_calibration,
+    make_face_detector,
+    refine_crops,
+)
 from .models.factory import build_model
 from .models.ghcu import GHCU, CorrectedModel
 
@@ -185,14 +193,15 @@ def release_weights() -> Path:
 
 @dataclass
 class Face:
-    """One face found in a photo: its detector box (None when given), the canonical crop box, the landmarks in
-    photo pixels, their heatmap peaks, and the hallucinated face."""
+    """One face found in a photo: its box (detected or given), the canonical crop box, the landmarks in photo
+    pixels, their heatmap peaks, the hallucinated face and the face detector's score (None for a given box)."""
 
     box: tuple[float, float, float, float] | None
     crop: tuple[float, float, float]
     landmarks: np.ndarray
     scores: np.ndarray
     face: Image.Image | None
+    box_score: float | None = None
 
 
 class Detector:
@@ -200,17 +209,19 @@ class Detector:
 
     ``Detector()`` loads the release weights that ship with sht; ``Detector(weights=PATH)`` any sht checkpoint.
     ``landmarks(crop)`` / ``hallucinate(crop)`` take canonical face crops of any size (e.g. 16x16);
-    ``detect(photo, boxes=None)`` finds faces (OpenCV Haar cascade, or dlib's HOG detector with
-    ``face_detector='dlib'``), crops them canonically, refines the crop with the landmarks and returns landmarks in
-    photo coordinates; ``track(video)`` follows the faces of a video with stable ids (:mod:`sht.video`). The face
-    detector is :meth:`face_detector` (one place to change it). Works on CPU or CUDA (``device``); ``backend`` and
-    ``threads`` as in :class:`Predictor` (``backend="onnx"``: ONNX Runtime on CPU)."""
+    ``detect(photo, boxes=None)`` finds faces (OpenCV Haar cascade; dlib's HOG detector with
+    ``face_detector='dlib'``; sht's own with ``'sht'`` or a face-detector ``.safetensors`` path, or any callable
+    image -> :class:`~sht.faces.FaceBox` list with a ``calibration``), crops them canonically, refines the crop
+    with the landmarks and returns landmarks in photo coordinates; ``track(video)`` follows the faces of a video
+    with stable ids (:mod:`sht.video`). The face detector is :meth:`face_detector` (one place to change it). Works
+    on CPU or CUDA (``device``); ``backend`` and ``threads`` as in :class:`Predictor` (``backend="onnx"``: ONNX
+    Runtime on CPU)."""
 
     def __init__(
         self,
         weights: str | Path | None = None,
         device: str | torch.device = "cpu",
-        face_detector: str = "haar",
+        face_detector: str | Callable[[Image.Image], list[FaceBox]] = "haar",
         refine: int = 2,
         compile: bool = False,
         backend: str = "torch",
@@ -225,8 +236,10 @@ class Detector:
         )
         if not self.predictor.config.model.has_landmarks:
             raise CheckpointError(f"{self.predictor.source}: an FHS (face-only) model cannot detect landmarks")
-        self.face_detector_name = face_detector
-        self._face_detector = None
+        self.face_detector_name = (
+            face_detector if isinstance(face_detector, str) else getattr(face_detector, "name", "")
+        )
+        self._face_detector = None if isinstance(face_detector, str) else face_detector
         self.refine = refine
 
     @property
@@ -253,6 +266,12 @@ class Detector:
         if self._face_detector is None:
             self._face_detector = make_face_detector(self.face_detector_name)
         return self._face_detector
+
+    def _calibration(self) -> BoxCalibration:
+        """The box calibration of the face detector (given boxes are read as its boxes), without loading it."""
+        if self._face_detector is not None:
+            return self._face_detector.calibration
+        return face_detector_calibration(self.face_detector_name)
 
     def track(
         self,
@@ -281,13 +300,12 @@ class Detector:
         self, images: Sequence[Image.Image], boxes: Sequence[Sequence[Sequence[float]]] | None = None
     ) -> list[list[Face]]:
         """:meth:`detect` for several photos at once, the crops of all photos predicted in batches."""
-        fd = self.face_detector()
-        photos = [im.convert("RGB") for im in images]
+        fd = self.face_detector() if boxes is None else None
+        photos = [to_rgb8(im) for im in images]
         if boxes is not None and len(boxes) != len(photos):
             raise ValueError(f"boxes: one list per image expected, got {len(boxes)} for {len(photos)} images")
         found = [
-            [FaceBox(*map(float, b[:4])) for b in boxes[i]] if boxes is not None else fd(im)
-            for i, im in enumerate(photos)
+            [FaceBox(*map(float, b[:4])) for b in boxes[i]] if fd is None else fd(im) for i, im in enumerate(photos)
         ]
         owner = [i for i, fb in enumerate(found) for _ in fb]
         flat = [b for fb in found for b in fb]
@@ -296,12 +314,13 @@ class Detector:
             return out
         pred = self.predictor
         srcs = [photos[i] for i in owner]
-        crops = [fd.calibration.to_crop(b) for b in flat]
+        calibration = fd.calibration if fd is not None else self._calibration()
+        crops = [calibration.to_crop(b) for b in flat]
         crops, _ = refine_crops(pred.landmarks_of, srcs, crops, pred.face_size, self.refine, pred.config.data.margin)
         sizes = [crop_size_for(c, pred.face_size) for c in crops]
         views = [crop_image(im, c, n) for im, c, n in zip(srcs, crops, sizes, strict=True)]
         for i, b, c, n, p in zip(owner, flat, crops, sizes, pred.predict(views), strict=True):
-            out[i].append(
-                Face((b.x0, b.y0, b.x1, b.y1), (c.x0, c.y0, c.side), c.to_source(p.landmarks, n), p.scores, p.face)
-            )
+            score = None if fd is None else b.score
+            box = (b.x0, b.y0, b.x1, b.y1)
+            out[i].append(Face(box, (c.x0, c.y0, c.side), c.to_source(p.landmarks, n), p.scores, p.face, score))
         return out

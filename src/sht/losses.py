@@ -11,6 +11,7 @@
 - (not in the paper) :func:`equivariance_loss` -- for two views related by a known transform ``T``,
   ``||H_k - T(H_j)||^2`` and ``||H_j - T^-1(H_k)||^2``: the standard semi-supervised landmark baseline.
 - JASRNet's ``1*CPM + 1*L1`` (jasrnet-spec §4): :func:`jasrnet_loss`; GHCU's point loss: :func:`ghcu_loss`.
+- The face detector (:mod:`sht.models.face_detector`): :func:`detector_loss` (CenterNet's focal loss and L1).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .config import LossConfig
+from .config import DetectorLossConfig, LossConfig
 from .data.heatmaps import HeatmapCodec
 
 
@@ -239,3 +240,31 @@ def equivariance_loss(
         masked_heatmap_mse(heat_k, warped_j, mask_k, foreground_weight)
         + masked_heatmap_mse(heat_j, warped_k, mask_j, foreground_weight)
     )
+
+
+def detector_loss(
+    heat: torch.Tensor,
+    size: torch.Tensor,
+    offset: torch.Tensor,
+    target_heat: torch.Tensor,
+    weight: torch.Tensor,
+    target_size: torch.Tensor,
+    target_offset: torch.Tensor,
+    mask: torch.Tensor,
+    cfg: DetectorLossConfig,
+) -> LossParts:
+    """CenterNet's penalty-reduced focal loss on the centre heatmap (``heat``: logits; ``weight`` 0 where
+    ignored) plus L1 on the log size and the offset at the centre cells (``mask``), each normalised by the number
+    of faces in the batch (at least 1)."""
+    p = heat.float().sigmoid().clamp(1e-4, 1 - 1e-4)
+    pos = (target_heat >= 1).float()
+    log_p, log_q = F.logsigmoid(heat.float()), F.logsigmoid(-heat.float())
+    focal_pos = -((1 - p) ** cfg.alpha) * log_p * pos
+    focal_neg = -((1 - target_heat) ** cfg.beta) * p**cfg.alpha * log_q * (1 - pos) * weight
+    n = pos.sum().clamp(min=1)
+    focal = (focal_pos.sum() + focal_neg.sum()) / n
+    l_size = (F.l1_loss(size.float(), target_size, reduction="none") * mask).sum() / n
+    l_off = (F.l1_loss(offset.float(), target_offset, reduction="none") * mask).sum() / n
+    total = focal + cfg.size * l_size + cfg.offset * l_off
+    parts = {"total": total.detach(), "focal": focal.detach(), "size": l_size.detach(), "offset": l_off.detach()}
+    return LossParts(total, parts)

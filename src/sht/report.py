@@ -70,6 +70,25 @@ def draw_landmarks(
     return out
 
 
+def draw_boxes(
+    img: Image.Image,
+    boxes: Sequence[Sequence[float]],
+    scores: Sequence[float | None] | None = None,
+    scale: float = 1.0,
+    colour: tuple[int, int, int] = (255, 200, 0),
+) -> Image.Image:
+    """A copy of ``img`` with boxes ``(x0, y0, x1, y1)`` (times ``scale``) and, where given, their scores."""
+    out = img.convert("RGB").copy()
+    d = ImageDraw.Draw(out)
+    for k, b in enumerate(boxes):
+        x0, y0, x1, y1 = (float(v) * scale for v in b[:4])
+        d.rectangle([x0, y0, x1, y1], outline=colour, width=1 if max(x1 - x0, y1 - y0) < 40 else 2)
+        sc = scores[k] if scores is not None else None
+        if sc is not None:
+            d.text((x0, max(0.0, y0 - 11)), f"{sc:.2f}", fill=colour)
+    return out
+
+
 def upscale(img: Image.Image, size: int, nearest: bool = True) -> Image.Image:
     return img.resize((size, size), Image.Resampling.NEAREST if nearest else Image.Resampling.BICUBIC)
 
@@ -130,9 +149,12 @@ def detection_panel(
     faces: Sequence[Image.Image | None],
     crops: Sequence[tuple[float, float, float]] | None,
     height: int = 256,
+    boxes: Sequence[Sequence[float] | None] | None = None,
+    box_scores: Sequence[float | None] | None = None,
 ) -> Image.Image:
     """``LR input | hallucinated face | landmarks on the input`` for a crop (``crops=None``), or, for a photo,
-    the landmarks of every face on the photo followed by each face's crop and hallucinated face."""
+    the landmarks of every face on the photo (with its box and the face detector's score when given) followed by
+    each face's crop and hallucinated face."""
     img = image.convert("RGB")
     scale = height / img.size[1]
     big = img.resize(
@@ -142,6 +164,9 @@ def detection_panel(
     overlay = draw_landmarks(big, None)
     for pts in landmarks:
         overlay = draw_landmarks(overlay, np.asarray(pts) * scale, radius=max(1.5, height / 160))
+    if boxes is not None:
+        shown = [(b, None if box_scores is None else box_scores[k]) for k, b in enumerate(boxes) if b is not None]
+        overlay = draw_boxes(overlay, [b for b, _ in shown], [sc for _, sc in shown], scale)
     tiles: list[Image.Image] = []
     if crops is None:
         tiles.append(big)

@@ -310,7 +310,7 @@ def load_image(path: str | Path) -> Image.Image:
     try:
         with Image.open(p) as im:
             im.load()
-            img = _to_rgb8(im)
+            img = to_rgb8(im)
     except DataError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -320,7 +320,8 @@ def load_image(path: str | Path) -> Image.Image:
     return img
 
 
-def _to_rgb8(im: Image.Image) -> Image.Image:
+def to_rgb8(im: Image.Image) -> Image.Image:
+    """8-bit RGB from any PIL mode: grey, palette, alpha (on black), CMYK, 16-bit and float images."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(im, dtype=np.float64)
         hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0

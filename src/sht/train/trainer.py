@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from ..config import Config, config_to_dict, dump_yaml
+from ..config import Config, DetectorConfig, config_to_dict, dump_yaml
 from ..errors import TrainingDiverged
 from .distributed import average_buffers
 from .logging import MetricLogger
@@ -59,7 +59,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_lambda(cfg: Config) -> Any:
+def lr_lambda(cfg: Config | DetectorConfig) -> Any:
     """Linear warm-up, then cosine decay to ``min_lr_ratio`` (``schedule='cosine'``) or constant."""
     t = cfg.train
 
@@ -76,11 +76,12 @@ def lr_lambda(cfg: Config) -> Any:
 
 
 class Trainer:
-    """Runs ``stage`` for ``cfg.train.steps`` steps in ``out_dir`` (resuming if a checkpoint is there)."""
+    """Runs ``stage`` for ``cfg.train.steps`` steps in ``out_dir`` (resuming if a checkpoint is there); ``cfg`` is
+    a landmark-model or a face-detector config (only its ``train`` and ``model`` parts are read)."""
 
     def __init__(
         self,
-        cfg: Config,
+        cfg: Config | DetectorConfig,
         stage: Stage,
         out_dir: str | Path,
         rank: int = 0,

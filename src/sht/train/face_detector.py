@@ -1,0 +1,134 @@
+"""Training the face detector on composite images (``sht train-detector``), in the shared training loop.
+
+:class:`DetectorStage` is one more stage of :class:`~sht.train.trainer.Trainer`: the loop, progress bar,
+``metrics.csv``, checkpoints every ``train.checkpoint_every`` steps and the exact resume are the trainer's; the
+images of step ``t`` are a function of ``(train.seed, t)`` (:func:`sht.data.composites.image_rng`). Validation
+runs the detector on fixed composites of faces held out by identity (``data.val_fraction``): average precision and
+recall / false positives per image at the model's threshold, at IoU > 0.3 and 0.5 with the landmark box. The
+run's detector weights (fp16, as shipped) are written to ``<out>/face-detector.safetensors`` at the end.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import DetectorConfig, dump_yaml
+from ..data.composites import Composite, CompositeBuilder, build_training_data
+from ..losses import detector_loss
+from ..metrics import detection_summary
+from ..models.face_detector import CenterCodec, DetectSettings, FaceDetector, nms, run_level
+from .stages import autocast, backward_and_step
+from .trainer import Trainer, resolve_device, seed_everything, set_threads
+
+
+class DetectorStage:
+    """The face detector, its optimiser, composite training images and validation composites."""
+
+    name = "face_detector"
+    best_metric = "val/ap50"
+    lower_is_better = False
+
+    def __init__(
+        self,
+        cfg: DetectorConfig,
+        device: torch.device,
+        builder: CompositeBuilder | None = None,
+        val: list[Composite] | None = None,
+    ) -> None:
+        self.cfg, self.device = cfg, device
+        if builder is None:
+            builder, val = build_training_data(cfg.data, progress=cfg.train.progress)
+        self.builder, self.val = builder, val or []
+        self.model = FaceDetector(cfg.model).to(device)
+        self.codec = CenterCodec(cfg.model)
+        t = cfg.train
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"detector": self.model}
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"detector": self.optimizer}
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        self.model.train()
+        images, boxes, ignore = self.builder.batch(cfg.train.seed, step, cfg.train.batch_size)
+        tg = self.codec.encode(boxes, images.shape[-2], images.shape[-1], ignore)
+        dev = self.device
+        with autocast(dev, cfg.train.amp):
+            out = self.model(images.to(dev))
+        loss = detector_loss(
+            out.heat,
+            out.size,
+            out.offset,
+            tg.heat.to(dev),
+            tg.weight.to(dev),
+            tg.size.to(dev),
+            tg.offset.to(dev),
+            tg.mask.to(dev),
+            cfg.loss,
+        )
+        backward_and_step(loss, "detector", list(self.model.parameters()), self.optimizer, cfg.train.grad_clip)
+        return {f"train/{k}": v for k, v in loss.parts.items()}
+
+    @torch.no_grad()
+    def predict(self, images: list[torch.Tensor]) -> list[np.ndarray]:
+        """Detections ``(N, 5)`` of each image at its own scale (scores down to 0.05, for the AP)."""
+        self.model.eval()
+        m = self.cfg.model
+        settings = DetectSettings(threshold=0.05, nms_iou=m.nms_iou)
+        out = []
+        for im in images:
+            b = run_level(self.model, self.codec, im.to(self.device), settings).cpu()
+            out.append(b[nms(b[:, :4], b[:, 4], m.nms_iou)].numpy())
+        return out
+
+    def evaluate(self) -> dict[str, float]:
+        if not self.val:
+            return {}
+        preds = self.predict([c.image for c in self.val])
+        truths = [c.boxes.numpy() for c in self.val]
+        ignores = [c.ignore.numpy() for c in self.val]
+        th = self.cfg.model.threshold
+        res: dict[str, float] = {}
+        for iou in (0.3, 0.5):
+            s = detection_summary(preds, truths, iou, th, ignores)
+            tag = f"{int(iou * 100)}"
+            res[f"val/ap{tag}"] = s["ap"]
+            res[f"val/recall{tag}"] = s["recall"]
+            res[f"val/fp{tag}"] = s["fp_per_image"]
+        small = [t[np.maximum(t[:, 2] - t[:, 0], t[:, 3] - t[:, 1]) < 20] for t in truths]
+        if sum(len(t) for t in small):  # recall of the faces under 20 px alone
+            res["val/recall30_under20px"] = detection_summary(preds, small, 0.3, th)["recall"]
+        return res
+
+
+def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None) -> dict[str, float]:
+    """Train (or resume) the face detector as configured; returns the last validation metrics."""
+    out = Path(out_dir or cfg.train.out_dir)
+    set_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed)
+    stage = DetectorStage(cfg, resolve_device(cfg.train.device))
+    metrics = Trainer(cfg, stage, out).fit()  # type: ignore[arg-type]
+    export_run(out, cfg)
+    return metrics
+
+
+def export_run(out: Path, cfg: DetectorConfig) -> Path:
+    """``<out>/face-detector.safetensors``: the best checkpoint's detector (the last when there is no best), fp16."""
+    from ..export import export_face_detector
+
+    ckpt = out / "checkpoints" / "best.safetensors"
+    if not ckpt.is_file():
+        ckpt = out / "checkpoints" / "last.safetensors"
+    (out / "config.yaml").write_text(dump_yaml(cfg))
+    return export_face_detector(ckpt, out / "face-detector.safetensors", note=f"run {out.name}")
+
+
+__all__ = ["DetectorStage", "export_run", "train_detector"]
