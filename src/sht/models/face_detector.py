@@ -257,13 +257,12 @@ def run_level(model: FaceDetector, codec: CenterCodec, image: torch.Tensor, sett
             part = _pad_to(image[None, :, y0:y1, x0:x1], cfg.max_stride)
             out = model(part)
             boxes = codec.decode(out.heat.sigmoid(), out.size, out.offset, settings.threshold, settings.top_k)[0]
-            if len(ys) * len(xs) > 1 and len(boxes):  # a tile keeps the centres in its own share of the overlap
-                cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
-                lo_x = 0 if x0 == 0 else overlap / 2
-                lo_y = 0 if y0 == 0 else overlap / 2
-                hi_x = (x1 - x0) if x1 == w else (x1 - x0) - overlap / 2
-                hi_y = (y1 - y0) if y1 == h else (y1 - y0) - overlap / 2
-                boxes = boxes[(cx >= lo_x) & (cx < hi_x) & (cy >= lo_y) & (cy < hi_y)]
+            # a tile keeps the centres in its own share of the overlap, and none in the padding
+            cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+            lo_x, lo_y = (0 if x0 == 0 else overlap / 2), (0 if y0 == 0 else overlap / 2)
+            hi_x = (x1 - x0) - (0 if x1 == w else overlap / 2)
+            hi_y = (y1 - y0) - (0 if y1 == h else overlap / 2)
+            boxes = boxes[(cx >= lo_x) & (cx < hi_x) & (cy >= lo_y) & (cy < hi_y)]
             boxes[:, [0, 2]] += x0
             boxes[:, [1, 3]] += y0
             found.append(boxes)
