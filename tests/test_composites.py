@@ -166,3 +166,14 @@ def test_detector_training_resumes_exactly(tmp_path):
     a = load_file(str(tmp_path / "straight" / "checkpoints" / "last.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "checkpoints" / "last.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_detector_cli(tmp_path, capsys):
+    from sht.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train-detector", "small", *TINY, "data.val_images=0", "train.steps=2", "--out", str(out)]) == 0
+    assert (out / "face-detector.safetensors").is_file() and (out / "metrics.csv").is_file()
+    assert "face-detector.safetensors" in capsys.readouterr().out
+    assert main(["train", "detector/small"]) == 2
+    assert "sht train-detector detector/small" in capsys.readouterr().err
