@@ -121,8 +121,9 @@ def test_tiles_find_what_one_pass_finds():
 def test_pyramid_levels_cover_large_faces_and_cap_huge_photos():
     cfg = FaceDetectorConfig()
     s = DetectSettings()
-    assert pyramid_scales(640, 480, cfg, s) == [1.0, 0.5, 0.25, 0.125]  # the last finds faces of 54-120 px
-    assert pyramid_scales(100, 80, cfg, s) == [1.0]
+    assert pyramid_scales(640, 480, cfg, s) == [1.0, 0.5, 0.25, 0.125, 0.0625]  # the last: faces of 29-64 px there
+    assert pyramid_scales(100, 80, cfg, s) == [1.0, 0.5]
+    assert pyramid_scales(40, 30, cfg, s) == [1.0]
     big = pyramid_scales(10_000, 10_000, cfg, s)
     assert big[0] == pytest.approx(0.4) and len(big) <= s.max_levels
 

@@ -508,9 +508,10 @@ class FaceDetectorConfig:
     """The anchor-free face detector: a plain-convolution backbone with ``channels`` at strides 2, 4, ... (one
     stage each, ``blocks`` residual blocks), a light top-down merge to ``stride`` (``neck`` channels) and three
     heads: a face-centre heatmap, the box size ``log(w / size_ref), log(h / size_ref)`` and the centre's sub-cell
-    offset. The box is the 68-point landmark box. One scale finds faces whose larger side is ``min_face`` to
-    ``max_face`` px (the training range); larger faces are found on a downscaled copy of the photo.
-    ``threshold`` and ``nms_iou`` are the default decoding settings."""
+    offset. The box is the 68-point landmark box. A photo is searched at scales 1, 1/2, 1/4, ...; each finds faces
+    whose larger side is ``min_face`` to ``max_face`` of its pixels (the sizes it sees most in training: a 160-px
+    training image holds few large faces whole), so a 200-px face is found at 1/4. ``threshold`` and ``nms_iou``
+    are the default decoding settings."""
 
     channels: list[int] = field(default_factory=lambda: [16, 32, 48, 64, 96])
     blocks: list[int] = field(default_factory=lambda: [0, 1, 1, 2, 1])
@@ -518,7 +519,7 @@ class FaceDetectorConfig:
     stride: int = 4
     size_ref: float = 16.0
     min_face: float = 10.0
-    max_face: float = 120.0
+    max_face: float = 64.0
     threshold: float = 0.4
     nms_iou: float = 0.4
 
