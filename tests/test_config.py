@@ -94,3 +94,18 @@ def test_sht_gradient_paths_paper_and_corrected():
         with pytest.raises(ConfigError) as err:
             load_config("small", [override])
         assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_model_config_diff_takes_fields_a_run_does_not_record_at_their_default():
+    from sht.config import ModelConfig, config_to_dict, model_config_diff
+
+    cfg = load_config("small")
+    saved, default = config_to_dict(cfg)["model"], config_to_dict(ModelConfig())
+    assert model_config_diff(saved, cfg) == []
+    same = next(k for k in saved if saved[k] == default[k])
+    other = next(k for k in saved if saved[k] != default[k])
+    # a run written before a field existed used its default: no difference where that is still the value
+    assert model_config_diff({k: v for k, v in saved.items() if k != same}, cfg) == []
+    assert model_config_diff({k: v for k, v in saved.items() if k != other}, cfg) == [other]
+    assert model_config_diff({**saved, "channels": saved["channels"] + 1}, cfg) == ["channels"]
+    assert model_config_diff(None, cfg) == []

@@ -246,3 +246,16 @@ def test_cli_find_faces_on_bad_files(detector_weights, tmp_path, capsys):
     assert main([*args[:-4], "--face-detector", "nothing.safetensors", "--out", str(out)]) == 2
     assert "--face-detector takes" in capsys.readouterr().err
     assert main([*args[:-4], "--find-faces", "dlib", "--face-detector", "sht", "--out", str(out)]) == 2
+
+
+def test_calibrated_threshold_is_the_lowest_score_within_the_false_positive_target():
+    from types import SimpleNamespace
+
+    from sht.train.face_detector import calibrate_threshold
+
+    val = [SimpleNamespace(image=None, boxes=torch.tensor([[0.0, 0, 10, 10]]), ignore=torch.zeros(0, 4))]
+    dets = np.array([[0, 0, 10, 10, 0.9], [50, 50, 60, 60, 0.5], [70, 70, 80, 80, 0.3]])
+    stage = SimpleNamespace(val=val, predict=lambda images: [dets])
+    assert calibrate_threshold(stage, 0.0) == pytest.approx(0.9)  # both false positives dropped
+    assert calibrate_threshold(stage, 1.0) == pytest.approx(0.5)  # one allowed: the 0.3 one goes
+    assert calibrate_threshold(stage, 2.0) == pytest.approx(0.3)

@@ -511,7 +511,9 @@ class FaceDetectorConfig:
     offset. The box is the 68-point landmark box. A photo is searched at scales 1, 1/2, 1/4, ...; each finds faces
     whose larger side is ``min_face`` to ``max_face`` of its pixels (the sizes it sees most in training: a 160-px
     training image holds few large faces whole), so a 200-px face is found at 1/4. ``threshold`` and ``nms_iou``
-    are the default decoding settings."""
+    are the default decoding settings; ``calibrate_fp`` > 0: when a training run is exported, ``threshold`` becomes
+    the lowest score at which its validation composites (held-out identities, never a benchmark's faces) have at
+    most that many false positives per image (:func:`sht.train.face_detector.calibrate_threshold`)."""
 
     channels: list[int] = field(default_factory=lambda: [16, 32, 48, 64, 96])
     blocks: list[int] = field(default_factory=lambda: [0, 1, 1, 2, 1])
@@ -522,8 +524,11 @@ class FaceDetectorConfig:
     max_face: float = 64.0
     threshold: float = 0.4
     nms_iou: float = 0.4
+    calibrate_fp: float = 0.05
 
     def __post_init__(self) -> None:
+        if self.calibrate_fp < 0:
+            raise ConfigError(f"model.calibrate_fp must be >= 0, got {self.calibrate_fp}")
         if len(self.channels) != len(self.blocks) or not self.channels or min(self.channels) < 1:
             raise ConfigError("model.channels and model.blocks must be non-empty lists of the same length")
         if min(self.blocks) < 0 or self.neck < 1:
@@ -788,6 +793,16 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """Plain-dict view of a config dataclass (for JSON/YAML)."""
     return asdict(cfg)
+
+
+def model_config_diff(saved: dict[str, Any] | None, cfg: Any) -> list[str]:
+    """The ``model`` fields in which ``cfg`` differs from a saved run's model config (``saved``, a dict). A field the
+    run does not record (it predates the field) is taken at its default, so new fields do not block a resume."""
+    if saved is None:
+        return []
+    own = config_to_dict(cfg)["model"]
+    default = config_to_dict(type(cfg.model)())
+    return sorted(k for k in set(own) | set(saved) if saved.get(k, default.get(k)) != own.get(k))
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

@@ -15,10 +15,19 @@ from .ort import OPSET, onnx_graph
 
 
 def _write_weights(
-    checkpoint: str | Path, out: str | Path, prefixes: tuple[str, ...], what: str, fp16: bool, note: str
+    checkpoint: str | Path,
+    out: str | Path,
+    prefixes: tuple[str, ...],
+    what: str,
+    fp16: bool,
+    note: str,
+    model_changes: dict | None = None,
 ) -> Path:
-    """The ``prefixes`` tensors of a checkpoint (optionally fp16) with its config, written atomically."""
+    """The ``prefixes`` tensors of a checkpoint (optionally fp16) with its config (``model_changes`` applied to its
+    ``model`` section), written atomically."""
     tensors, doc = read_checkpoint(checkpoint)
+    if model_changes:
+        doc["config"] = {**doc["config"], "model": {**doc["config"].get("model", {}), **model_changes}}
     keep = {k: v for k, v in tensors.items() if k.startswith(prefixes)}
     if not keep:
         raise ValueError(f"{checkpoint}: holds no {what} weights to export")
@@ -52,10 +61,14 @@ def export_weights(checkpoint: str | Path, out: str | Path, fp16: bool = True, n
     return _write_weights(checkpoint, out, ("dhln.", "ghcu."), "DHLN", fp16, note)
 
 
-def export_face_detector(checkpoint: str | Path, out: str | Path, fp16: bool = True, note: str = "") -> Path:
-    """The face detector of a ``sht train-detector`` checkpoint (fp16 unless ``fp16=False``) with its config:
-    what ``make_face_detector(PATH)`` loads and what ships as ``sht/weights/face-detector.safetensors``."""
-    return _write_weights(checkpoint, out, ("detector.",), "face-detector", fp16, note)
+def export_face_detector(
+    checkpoint: str | Path, out: str | Path, fp16: bool = True, note: str = "", threshold: float | None = None
+) -> Path:
+    """The face detector of a ``sht train-detector`` checkpoint (fp16 unless ``fp16=False``) with its config
+    (``threshold``: its default score threshold instead of the checkpoint's): what ``make_face_detector(PATH)``
+    loads and what ships as ``sht/weights/face-detector.safetensors``."""
+    changes = {"threshold": threshold} if threshold is not None else None
+    return _write_weights(checkpoint, out, ("detector.",), "face-detector", fp16, note, changes)
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = OPSET, face: bool = True) -> Path:

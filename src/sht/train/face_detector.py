@@ -116,19 +116,44 @@ def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None) -> di
     seed_everything(cfg.train.seed)
     stage = DetectorStage(cfg, resolve_device(cfg.train.device))
     metrics = Trainer(cfg, stage, out).fit()  # type: ignore[arg-type]
-    export_run(out, cfg)
+    export_run(out, cfg, stage)
     return metrics
 
 
-def export_run(out: Path, cfg: DetectorConfig) -> Path:
-    """``<out>/face-detector.safetensors``: the best checkpoint's detector (the last when there is no best), fp16."""
+def calibrate_threshold(stage: DetectorStage, fp_per_image: float) -> float:
+    """The lowest score threshold at which the validation composites have at most ``fp_per_image`` false positives
+    per image (IoU > 0.3 with the landmark box; ``model.calibrate_fp``), within the config's limits (0, 1)."""
+    preds = stage.predict([c.image for c in stage.val])
+    truths = [c.boxes.numpy() for c in stage.val]
+    ignores = [c.ignore.numpy() for c in stage.val]
+    scores = np.unique(np.concatenate([p[:, 4] for p in preds] + [np.zeros(0)]))
+    for th in scores:  # ascending: the first that meets the target keeps the most recall
+        if th > 0 and detection_summary(preds, truths, 0.3, float(th), ignores)["fp_per_image"] <= fp_per_image:
+            return float(min(th, 0.99))
+    return 0.99
+
+
+def export_run(out: Path, cfg: DetectorConfig, stage: DetectorStage | None = None) -> Path:
+    """``<out>/face-detector.safetensors``: the best checkpoint's detector (the last when there is no best), fp16,
+    its threshold calibrated on the validation composites when ``model.calibrate_fp`` > 0 (needs ``stage``)."""
+    from ..checkpoint import load_module, read_checkpoint
     from ..export import export_face_detector
 
     ckpt = out / "checkpoints" / "best.safetensors"
     if not ckpt.is_file():
         ckpt = out / "checkpoints" / "last.safetensors"
     (out / "config.yaml").write_text(dump_yaml(cfg))
-    return export_face_detector(ckpt, out / "face-detector.safetensors", note=f"run {out.name}")
+    threshold = None
+    if stage is not None and stage.val and cfg.model.calibrate_fp > 0:
+        tensors, _ = read_checkpoint(ckpt)
+        load_module(stage.model, tensors, "detector", str(ckpt))
+        threshold = calibrate_threshold(stage, cfg.model.calibrate_fp)
+    note = f"run {out.name}" + (
+        f"; threshold {threshold:.3f} for {cfg.model.calibrate_fp:g} FP/validation image"
+        if threshold is not None
+        else ""
+    )
+    return export_face_detector(ckpt, out / "face-detector.safetensors", note=note, threshold=threshold)
 
 
 __all__ = ["DetectorStage", "export_run", "train_detector"]

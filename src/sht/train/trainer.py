@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from ..config import Config, DetectorConfig, config_to_dict, dump_yaml
+from ..config import Config, DetectorConfig, config_to_dict, dump_yaml, model_config_diff
 from ..errors import TrainingDiverged
 from .distributed import average_buffers
 from .logging import MetricLogger
@@ -138,9 +138,12 @@ class Trainer:
         _, doc = read_checkpoint(path)
         if doc.get("stage") != self.stage.name:
             raise CheckpointError(f"{path}: a {doc.get('stage')!r} checkpoint cannot resume stage {self.stage.name!r}")
-        saved_model = doc.get("config", {}).get("model")
-        if saved_model is not None and saved_model != config_to_dict(self.cfg)["model"]:
-            raise CheckpointError(f"{path}: was trained with a different model config; use a new out_dir")
+        diff = model_config_diff(doc.get("config", {}).get("model"), self.cfg)
+        if diff:
+            raise CheckpointError(
+                f"{path}: was trained with a different model config ({', '.join(f'model.{k}' for k in diff)}); "
+                "use a new out_dir"
+            )
         load_checkpoint(path, self.stage.modules, self.stage.optimizers)
         for k, s in self.schedulers.items():
             s.load_state_dict(doc["schedulers"][k])
