@@ -218,20 +218,26 @@ def _detect_crops(args: argparse.Namespace, weights: Path, good: list[Path], ima
     return model, results
 
 
-def _detect_photos(args: argparse.Namespace, weights: Path, good: list[Path], images: list, out: _Outputs):  # noqa: ANN001, ANN202
-    """Photo mode: faces are found (or boxes given), cropped canonically and refined; one entry per photo with
-    its faces in photo coordinates."""
+def _detector(args: argparse.Namespace, weights: Path):  # noqa: ANN202 - a sht.infer.Detector
+    """The photo / video detector of ``sht detect``'s options (face detector, device, backend, threads)."""
     from .infer import Detector
-    from .report import detection_panel
 
-    boxes = _read_boxes(args)
-    det = Detector(
+    return Detector(
         weights,
         device=args.device,
         face_detector=_face_detector_name(args),
         backend=args.backend,
         threads=args.threads,
     )
+
+
+def _detect_photos(args: argparse.Namespace, weights: Path, good: list[Path], images: list, out: _Outputs):  # noqa: ANN001, ANN202
+    """Photo mode: faces are found (or boxes given), cropped canonically and refined; one entry per photo with
+    its faces in photo coordinates."""
+    from .report import detection_panel
+
+    boxes = _read_boxes(args)
+    det = _detector(args, weights)
     results = []
     for p, im in zip(good, images, strict=True):
         entry: dict[str, object] = {"image": str(p), "width": im.size[0], "height": im.size[1], "faces": []}
@@ -272,7 +278,6 @@ def _detect_photos(args: argparse.Namespace, weights: Path, good: list[Path], im
 def _detect_video(args: argparse.Namespace, weights: Path, path: Path) -> int:
     """Video mode: faces are detected on the first frame and tracked along the clip (:mod:`sht.video`); JSON
     (written whole at the end or on Ctrl-C, ``complete: false`` then), CSV, overlay and face videos."""
-    from .infer import Detector
     from .video import OneEuroConfig, TrackConfig, is_video, run_video
 
     if args.boxes or args.show:
@@ -286,13 +291,7 @@ def _detect_video(args: argparse.Namespace, weights: Path, path: Path) -> int:
     overlay = Path(args.save_overlay) if args.save_overlay else None
     if overlay is not None and not is_video(overlay):
         overlay = overlay / f"{path.stem}_overlay.mp4"
-    det = Detector(
-        weights,
-        device=args.device,
-        face_detector=_face_detector_name(args),
-        backend=args.backend,
-        threads=args.threads,
-    )
+    det = _detector(args, weights)
     track = det.track(path, cfg, boxes=boxes)  # type: ignore[arg-type]
     model = det.predictor
     header = {
