@@ -15,13 +15,13 @@ and benchmarks/results/speed-throughput-cpu.json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -500,76 +500,108 @@ def run_time(fn, repeat: int) -> float:
 
 
 def section_throughput(
-    faces: int, sizes: list[int], batches: list[int], threads: list[int], repeat: int
+    faces: int, sizes: list[int], batches: list[int], threads: list[int], repeat: int, units_dir: Path
 ) -> tuple[str, dict]:
     """Faces/s of the shipped model end to end (``Predictor.predict``: crop -> tensors -> network -> decoding ->
     landmarks in crop pixels), torch and ONNX Runtime, with and without the face, against dlib's 68-point shape
-    predictor on the same crops bicubic-upsampled to 128 px with the whole image as its box (as sht.teacher)."""
+    predictor on the same crops bicubic-upsampled to 128 px with the whole image as its box (as sht.teacher).
+
+    Resumable per unit: every measurement (size, backend, output, threads, batch), dlib per size and the agreement
+    per (size, threads) is saved to ``units_dir/<weights hash>-f<faces>-r<repeat>.json`` as it finishes, and a
+    rerun measures only what is missing (delete the file to measure again)."""
     from sht.infer import Predictor, release_weights
     from sht.teacher import DlibTeacher
 
     weights = release_weights()
+    units_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]
+    store = units_dir / f"{digest}-f{faces}-r{repeat}.json"
+    units: dict = json.loads(store.read_text()) if store.exists() else {}
+
+    def save(key: str, value) -> None:
+        units[key] = value
+        tmp = store.with_suffix(".tmp")
+        tmp.write_text(json.dumps(units, indent=1))
+        tmp.replace(store)
+
     teacher = DlibTeacher()
     rect = teacher.rect(0, 0, 128, 128)
     rows, doc = [], {"faces": faces, "repeat": repeat, "weights": weights.name, "runs": [], "dlib": {}, "agree": {}}
-    cache = tempfile.mkdtemp(prefix="sht-speed-onnx-")  # each graph exported once
+    cache = str(units_dir / "onnx")  # each graph exported once, kept across reruns
     for size in sizes:
         crops = tiled_crops(faces, size)
         for n in threads:
             torch.set_num_threads(n)  # also the torch side (tensors, decoding) of the onnx backend
-            preds = {
-                b: Predictor.from_checkpoint(weights, backend=b, threads=n, onnx_cache=cache if b == "onnx" else None)
-                for b in ("torch", "onnx")
-            }
-            outs = {}
-            for backend, pred in preds.items():
+            preds: dict = {}
+
+            def pred_for(b: str, n: int = n, preds: dict = preds):
+                if b not in preds:
+                    preds[b] = Predictor.from_checkpoint(
+                        weights, backend=b, threads=n, onnx_cache=cache if b == "onnx" else None
+                    )
+                return preds[b]
+
+            for backend in ("torch", "onnx"):
                 for face in (True, False):
                     cells = [f"{size} px", backend, "landmarks + face" if face else "landmarks only", str(n)]
                     for b in batches:
-                        pred.predict(crops[: 2 * b], batch_size=b, face=face)  # warm-up (and ORT session build)
-                        t = run_time(lambda p=pred, b=b, f=face, c=crops: p.predict(c, b, f), repeat)
-                        cells.append(f"{faces / t:.0f} ({t / faces * 1e3:.2f})")
-                        doc["runs"].append(
-                            {
-                                "size": size,
-                                "backend": backend,
-                                "face": face,
-                                "threads": n,
-                                "batch": b,
-                                "faces_per_s": faces / t,
-                                "ms_per_face": t / faces * 1e3,
-                            }
-                        )
+                        key = f"{size}/{backend}/{'face' if face else 'lm'}/t{n}/b{b}"
+                        if key not in units:
+                            pred = pred_for(backend)
+                            pred.predict(crops[: 2 * b], batch_size=b, face=face)  # warm-up (and ORT session build)
+                            t = run_time(lambda p=pred, b=b, f=face, c=crops: p.predict(c, b, f), repeat)
+                            print(f"throughput {key}: {faces / t:.0f} faces/s", flush=True)
+                            save(
+                                key,
+                                {
+                                    "size": size,
+                                    "backend": backend,
+                                    "face": face,
+                                    "threads": n,
+                                    "batch": b,
+                                    "faces_per_s": faces / t,
+                                    "ms_per_face": t / faces * 1e3,
+                                },
+                            )
+                        r = units[key]
+                        cells.append(f"{r['faces_per_s']:.0f} ({r['ms_per_face']:.2f})")
+                        doc["runs"].append(r)
                     rows.append(cells)
-                    outs[backend, face] = pred.predict(crops[:64], face=face)
-            lm = max(
-                float(np.abs(a.landmarks - o.landmarks).max())
-                for f in (True, False)
-                for a, o in zip(outs["torch", f], outs["onnx", f], strict=True)
-            )
-            fd = max(
-                int(np.abs(np.asarray(a.face, dtype=int) - np.asarray(o.face, dtype=int)).max())
-                for a, o in zip(outs["torch", True], outs["onnx", True], strict=True)
-            )
-            doc["agree"][f"{size}px/t{n}"] = {"landmarks_px": lm, "face_8bit_levels": fd}
+            key = f"agree/{size}px/t{n}"
+            if key not in units:
+                outs = {
+                    (b, f): pred_for(b).predict(crops[:64], face=f) for b in ("torch", "onnx") for f in (True, False)
+                }
+                lm = max(
+                    float(np.abs(a.landmarks - o.landmarks).max())
+                    for f in (True, False)
+                    for a, o in zip(outs["torch", f], outs["onnx", f], strict=True)
+                )
+                fd = max(
+                    int(np.abs(np.asarray(a.face, dtype=int) - np.asarray(o.face, dtype=int)).max())
+                    for a, o in zip(outs["torch", True], outs["onnx", True], strict=True)
+                )
+                save(key, {"landmarks_px": lm, "face_8bit_levels": fd})
+            doc["agree"][f"{size}px/t{n}"] = units[key]
 
         def dlib_all(crops=crops, resize=True):
             for c in crops:
                 im = c.resize((128, 128), Image.Resampling.BICUBIC) if resize else c
                 teacher.points_in(np.ascontiguousarray(np.asarray(im)), rect)
 
-        dlib_all(crops[:16])
-        t = run_time(dlib_all, repeat)
-        big = [c.resize((128, 128), Image.Resampling.BICUBIC) for c in crops]
-        t_sp = run_time(lambda big=big: dlib_all(big, resize=False), repeat)
-        doc["dlib"][f"{size}px"] = {
-            "faces_per_s": faces / t,
-            "ms_per_face": t / faces * 1e3,
-            "predictor_ms": t_sp / faces * 1e3,
-        }
+        key = f"dlib/{size}px"
+        if key not in units:
+            torch.set_num_threads(1)
+            dlib_all(crops[:16])
+            t = run_time(dlib_all, repeat)
+            big = [c.resize((128, 128), Image.Resampling.BICUBIC) for c in crops]
+            t_sp = run_time(lambda big=big: dlib_all(big, resize=False), repeat)
+            print(f"throughput {key}: {faces / t:.0f} faces/s", flush=True)
+            save(key, {"faces_per_s": faces / t, "ms_per_face": t / faces * 1e3, "predictor_ms": t_sp / faces * 1e3})
+        d = doc["dlib"][f"{size}px"] = units[key]
         rows.append(
             [f"{size} px", "dlib 68-point shape predictor (upsample to 128 px + predict)", "landmarks", "1"]
-            + [f"{faces / t:.0f} ({t / faces * 1e3:.2f})"]
+            + [f"{d['faces_per_s']:.0f} ({d['ms_per_face']:.2f})"]
             + ["- (one face at a time)"] * (len(batches) - 1)
         )
     head = ["crops", "backend", "output", "threads", *[f"batch {b}: faces/s (ms/face)" for b in batches]]
@@ -623,7 +655,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.only in ("all", "throughput"):
         load0 = os.getloadavg()[0]
-        table, doc = section_throughput(args.faces, args.sizes, args.batches, args.thread_counts, args.repeat)
+        table, doc = section_throughput(
+            args.faces, args.sizes, args.batches, args.thread_counts, args.repeat, HERE / "runs" / "speed-throughput"
+        )
         doc["load"] = [load0, os.getloadavg()[0]]
         extra = [
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
