@@ -16,22 +16,27 @@ Parts (each a list of units, saved to the results JSON as soon as it finishes, s
   face-detector calls, frames/s on this machine (1 thread).
 
 Methods: ``track`` (``Detector.track`` with its defaults: raw landmarks and One-Euro smoothed ones, the filter's
-default parameters, from the same run), ``track-1pass`` (the same with ``rounds=1``: one network pass per frame,
+default parameters, from the same run; a second pass only where the crop moved more than ``settle``),
+``track-2pass`` (``settle=None``: two passes on every frame), ``track-1pass`` (``rounds=1``: one network pass per frame,
 the crop from the previous landmarks only), ``per-frame``
 (photo mode on every frame: ``Detector.detect_many`` in chunks of 8 frames, 3 network passes per face) and ``dlib``
 (dlib's 68-point shape predictor on every frame; its own HOG face detector is run too, and how often it finds the
 face is reported). Face boxes: OpenCV's Haar cascade cannot find faces below ~20 px, so every method gets the box of
 the Haar detection on the *full-resolution* frame, scaled down (static part: the box that gives the true canonical
 crop). Its time is measured once per frame on the full-resolution frame and added to the methods that call it
-(``track`` only on its first frame and after a loss, ``per-frame`` on every frame).
+(``track`` only on its first frame and after a loss, ``per-frame`` on every frame). With ``--boxes sht`` the
+talking heads' boxes come from sht's own face detector on the downscaled frames themselves (part ``clip-sht``,
+its time counted the same way): what a user without the full-resolution video gets.
 
     python benchmarks/video.py                 # all parts; resumable; rewrites the video block of RESULTS.md
     python benchmarks/video.py --dry-run       # one clip, a few frames, every path; results under --work/dry
+    python benchmarks/video.py --only clips --boxes sht   # talking heads with sht's face detector's boxes
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -49,7 +54,14 @@ import sht
 from sht.data.formats import read_pts
 from sht.data.synthetic import SyntheticFaceConfig, generate
 from sht.data.transforms import CropBox, canonical_box, crop_image
-from sht.faces import DLIB_CALIBRATION, HAAR_CALIBRATION, BoxCalibration, FaceBox, HaarFaceDetector
+from sht.faces import (
+    DLIB_CALIBRATION,
+    FACE_DETECTOR_WEIGHTS,
+    HAAR_CALIBRATION,
+    BoxCalibration,
+    FaceBox,
+    HaarFaceDetector,
+)
 from sht.report import markdown_table
 from sht.video import Frame, OneEuroConfig, TrackConfig, VideoReader
 
@@ -162,11 +174,16 @@ def nearest(faces: list[tuple[int | None, np.ndarray]], target: np.ndarray, limi
 # --- methods ---------------------------------------------------------------------------------------------------------
 
 
-def run_track(det, frames: list[Frame], fd: GivenBoxes, ref: np.ndarray, limit: np.ndarray, rounds: int = 2) -> dict:
+def run_track(
+    det, frames: list[Frame], fd: GivenBoxes, ref: np.ndarray, limit: np.ndarray, rounds: int = 2, settle="default"
+) -> dict:
     """``Detector.track`` with smoothing on: per frame the raw and smoothed landmarks of the face matching the
     reference (a track is broken where the id changes)."""
     t0 = time.perf_counter()
-    track = det.track(frames, TrackConfig(rounds=rounds, smooth=SMOOTH), face_detector=fd)
+    cfg = TrackConfig(rounds=rounds, smooth=SMOOTH)
+    if settle != "default":
+        cfg.settle = settle
+    track = det.track(frames, cfg, face_detector=fd)
     raw = np.full((len(frames), 68, 2), np.nan)
     smooth = raw.copy()
     last_id = None
@@ -233,9 +250,10 @@ class Dlib:
         }
 
 
-METHODS = ("track", "track-1pass", "per-frame", "dlib")
+METHODS = ("track", "track-2pass", "track-1pass", "per-frame", "dlib")
 LABELS = {
     "track": "tracked",
+    "track-2pass": "tracked, 2 passes per frame (settle off)",
     "track-1pass": "tracked, 1 pass per frame",
     "per-frame": "photo mode per frame",
     "dlib": "dlib per frame",
@@ -249,6 +267,8 @@ def run_method(m: str, det, dl: Dlib | None, frames, boxes, secs, crops, ref, li
         return run_track(det, frames, GivenBoxes(boxes, secs), ref, limit)
     if m == "track-1pass":
         return run_track(det, frames, GivenBoxes(boxes, secs), ref, limit, rounds=1)
+    if m == "track-2pass":
+        return run_track(det, frames, GivenBoxes(boxes, secs), ref, limit, settle=None)
     if m == "per-frame":
         return run_per_frame(det, frames, boxes, secs, ref, limit)
     assert dl is not None
@@ -422,13 +442,36 @@ def reference(args, det, clip: Path, work: Path) -> Path:
     return out
 
 
+def sht_boxes(args, clip: Path, size: int, frames: list[Frame], work: Path) -> tuple[list[list[FaceBox]], list[float]]:
+    """sht's face detector on every downscaled frame (cached per clip, size and weights): its boxes, turned into
+    the Haar boxes of the same canonical crops (so every method reads them as it reads Haar's), and its time."""
+    from sht.faces import ShtFaceDetector
+
+    wid = hashlib.sha1(Path(args.sht_weights).read_bytes()).hexdigest()[:12]
+    out = work / f"sht_boxes_{clip.stem}_{size}_{wid}.json"
+    if not out.exists():
+        fd = ShtFaceDetector(args.sht_weights)
+        boxes, secs = [], []
+        for f in frames:
+            t = time.perf_counter()
+            found = fd(f.image)
+            secs.append(time.perf_counter() - t)
+            boxes.append(_xyxy([box_for_crop(fd.calibration.to_crop(b), HAAR_CALIBRATION) for b in found]))
+        save_json(out, {"boxes": boxes, "seconds": secs})
+    doc = json.loads(out.read_text())
+    return [[FaceBox(*b) for b in bs] for bs in doc["boxes"]], doc["seconds"]
+
+
 def part_clips(args, det, dl: Dlib | None, units: Units, work: Path) -> None:
+    """Face boxes for every method: ``--boxes haar-full`` (the Haar detection on the full-resolution frame, scaled
+    down) or ``sht`` (sht's face detector on the downscaled frame itself: part ``clip-sht``)."""
     clips = sorted(Path(args.data, "videos").glob("*.mp4"))
     if args.clips:
         clips = [c for c in clips if c.stem in args.clips]
+    part = "clip" if args.boxes == "haar-full" else "clip-sht"
     for clip in clips:
         methods = methods_for(dl)
-        keys = {(s, m): f"clip|{clip.stem}|{s}|{m}" for s in args.clip_sizes for m in methods}
+        keys = {(s, m): f"{part}|{clip.stem}|{s}|{m}" for s in args.clip_sizes for m in methods}
         if all(k in units for k in keys.values()):
             continue
         print(f"{clip.name}: full-resolution reference")
@@ -446,8 +489,11 @@ def part_clips(args, det, dl: Dlib | None, units: Units, work: Path) -> None:
             norms = np.array([iod(p) if o else np.nan for p, o in zip(ref, ok, strict=True)])
             limit = np.array([canonical_box(p, 1.3).side / 2 if o else 0.0 for p, o in zip(ref, ok, strict=True)])
             frames = [frame(t, Image.fromarray(a), fps) for t, a in enumerate(z[f"frames{size}"])]
-            boxes = [[FaceBox(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in bs] for bs in boxes_full]
-            secs = list(map(float, z["haar_seconds"]))
+            if args.boxes == "sht":
+                boxes, secs = sht_boxes(args, clip, size, frames, work)
+            else:
+                boxes = [[FaceBox(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in bs] for bs in boxes_full]
+                secs = list(map(float, z["haar_seconds"]))
             for m in methods:
                 key = keys[(size, m)]
                 if key in units:
@@ -460,6 +506,7 @@ def part_clips(args, det, dl: Dlib | None, units: Units, work: Path) -> None:
                     "landmark_fps": round(len(frames) / max(r["landmark_seconds"], 1e-9), 2),
                 }
                 out["frame_size"] = list(frames[0].image.size)
+                out["detector_found"] = round(float(np.mean([len(b) > 0 for b in boxes])), 4)
                 series = {"raw": r["raw"]} | ({"smoothed": r["smooth"]} if "smooth" in r else {})
                 for s, arr in series.items():
                     j, nj = second_difference(arr, norms)
@@ -491,7 +538,14 @@ def mean_of(rows: list[dict], key: str, weight: str | None = None) -> float | No
     return float((v * w).sum() / w.sum())
 
 
-ROWS = (("track", "raw"), ("track", "smoothed"), ("track-1pass", "raw"), ("per-frame", "raw"), ("dlib", "raw"))
+ROWS = (
+    ("track", "raw"),
+    ("track", "smoothed"),
+    ("track-2pass", "raw"),
+    ("track-1pass", "raw"),
+    ("per-frame", "raw"),
+    ("dlib", "raw"),
+)
 
 
 def table_rows(u: dict, part: str, sizes: tuple[int, ...]):  # noqa: ANN201
@@ -547,10 +601,20 @@ def block(units: Units, args, minutes: float) -> str:
             markdown_table(["face", "method", "faces", "jitter", "2nd diff", "bias", "dlib HOG finds it (%)"], rows),
             "",
         ]
-    clip_rows = [v for k, v in u.items() if k.startswith("clip|") and "skipped" not in v]
+    for part in ("clip", "clip-sht"):
+        lines += clip_table(u, part)
+    lines.append(f"Regenerate: `{args.command}`")
+    return "\n".join(lines)
+
+
+def clip_table(u: dict, part: str) -> list[str]:
+    """The talking-head table of one box source (``clip``: Haar on the full-resolution frame, scaled down;
+    ``clip-sht``: sht's face detector on the downscaled frame) and the tracking speed-up."""
+    lines: list[str] = []
+    clip_rows = [v for k, v in u.items() if k.startswith(f"{part}|") and "skipped" not in v]
     if clip_rows:
         rows = []
-        for size, m, s, label, sel in table_rows(u, "clip", CLIP_SIZES):
+        for size, m, s, label, sel in table_rows(u, part, CLIP_SIZES):
             frames = sum(v["frames"] for v in sel)
             secs = sum(v["frames"] / v["fps"] for v in sel)
             lm_secs = sum(v["frames"] / v["landmark_fps"] for v in sel)
@@ -568,14 +632,20 @@ def block(units: Units, args, minutes: float) -> str:
                     f"{frames / lm_secs:.1f}",
                     f"{100 * calls / frames:.0f}" if m != "dlib" else "-",
                     pct(mean_of(sel, "hog_found", "frames"), 0) if m == "dlib" else "",
+                    pct(mean_of(sel, "detector_found", "frames"), 0),
                 ]
             )
+        source = (
+            "the Haar detection on the full-resolution frame, scaled down (its time on the full frame counted)"
+            if part == "clip"
+            else "sht's face detector on the downscaled frame itself (its time counted)"
+        )
         lines += [
-            "**Talking heads** (the shared clips downscaled so that the face's canonical crop is 16/24/32 px; "
-            "reference: the same model tracking the full-resolution frames): jitter = second difference / "
-            "inter-ocular (%), agreement = NME vs. the reference (%), coverage (%), frames/s (1 thread; the Haar "
-            "time on the full-resolution frame counted where a method calls the face detector), face-detector "
-            "calls per 100 frames",
+            f"**Talking heads, face boxes from {source}** (the shared clips downscaled so that the face's canonical "
+            "crop is 16/24/32 px; reference: the same model tracking the full-resolution frames): jitter = second "
+            "difference / inter-ocular (%), agreement = NME vs. the reference (%), coverage (%), frames/s (1 "
+            "thread; the face detector's time counted where a method calls it), face-detector calls per 100 "
+            "frames, frames where the face detector finds a face (%)",
             "",
             markdown_table(
                 [
@@ -590,6 +660,7 @@ def block(units: Units, args, minutes: float) -> str:
                     "frames/s without the face detector",
                     "detector calls / 100 frames",
                     "dlib HOG finds it (%)",
+                    "box source finds a face (%)",
                 ],
                 rows,
             ),
@@ -597,8 +668,10 @@ def block(units: Units, args, minutes: float) -> str:
         ]
         sp = []
         for size in CLIP_SIZES:
-            t = [v for k, v in u.items() if k.startswith("clip|") and k.endswith(f"|{size}|track") and "fps" in v]
-            p = [v for k, v in u.items() if k.startswith("clip|") and k.endswith(f"|{size}|per-frame") and "fps" in v]
+            t = [v for k, v in u.items() if k.startswith(f"{part}|") and k.endswith(f"|{size}|track") and "fps" in v]
+            p = [
+                v for k, v in u.items() if k.startswith(f"{part}|") and k.endswith(f"|{size}|per-frame") and "fps" in v
+            ]
             if t and p:
                 ft = sum(v["frames"] for v in t) / sum(v["frames"] / v["fps"] for v in t)
                 fp = sum(v["frames"] for v in p) / sum(v["frames"] / v["fps"] for v in p)
@@ -610,8 +683,7 @@ def block(units: Units, args, minutes: float) -> str:
                 )
         if sp:
             lines += ["Tracking against photo mode on every frame: " + "; ".join(sp) + ".", ""]
-    lines.append(f"Regenerate: `{args.command}`")
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> None:
@@ -628,6 +700,13 @@ def main() -> None:
     ap.add_argument("--score-faces", type=int, default=80)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-dlib", action="store_true")
+    ap.add_argument(
+        "--boxes",
+        choices=["haar-full", "sht"],
+        default="haar-full",
+        help="talking heads' face boxes: Haar on the full-resolution frame (scaled) or sht's detector on the frame",
+    )
+    ap.add_argument("--sht-weights", default=str(FACE_DETECTOR_WEIGHTS), help="for --boxes sht")
     ap.add_argument("--dry-run", action="store_true", help="one clip, 12 frames, 1+1 still faces x 6 frames")
     args = ap.parse_args()
     args.command = "python benchmarks/video.py " + " ".join(sys.argv[1:])
@@ -639,6 +718,8 @@ def main() -> None:
         args.clips = args.clips or [sorted(Path(args.data, "videos").glob("*.mp4"))[0].stem]
         args.max_frames, args.static_frames, args.static_faces, args.score_faces = 12, 6, 1, 4
     work.mkdir(parents=True, exist_ok=True)
+    if args.boxes == "sht" and not Path(args.sht_weights).is_file():
+        sys.exit(f"benchmarks/video.py: no sht face-detector weights at {args.sht_weights} (--sht-weights)")
     if not Path(args.data).is_dir():
         sys.exit(f"benchmarks/video.py: shared data not found at {args.data} (--data)")
     torch.set_num_threads(args.threads)

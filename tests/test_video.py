@@ -16,7 +16,8 @@ from PIL import Image
 
 from sht.data.formats import DataError
 from sht.data.synthetic import SyntheticFaceConfig, generate
-from sht.video import OneEuroConfig, OneEuroFilter, TrackConfig, VideoReader, iou
+from sht.data.transforms import CropBox
+from sht.video import OneEuroConfig, OneEuroFilter, TrackConfig, VideoReader, crop_shift, iou
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
@@ -181,6 +182,28 @@ def test_tracking_keeps_one_id_on_a_moving_face_with_few_detector_calls(det, fac
     assert len(found) <= len(seen)
     diff = [np.abs(per_frame[t][0].landmarks - results[t].faces[0].landmarks).mean() for t in found]
     assert found and np.mean(diff) < 1.0, diff
+
+
+def test_crop_shift_is_in_units_of_the_reference_side():
+    ref = CropBox(10, 20, 50)
+    assert crop_shift(ref, ref) == 0
+    assert crop_shift(CropBox(12, 20, 50), ref) == pytest.approx(0.04)
+    assert crop_shift(CropBox(10, 17, 50), ref) == pytest.approx(0.06)
+    assert crop_shift(CropBox(5, 15, 60), ref) == pytest.approx(0.2)  # same centre, side 1.2x
+
+
+def test_settle_skips_the_second_pass_where_the_crop_stays_on_the_face(det, face):
+    frames, _ = scene(face, moving(16, dx=1))
+    runs = {}
+    for name, settle in (("off", None), ("zero", 0.0), ("default", TrackConfig().settle)):
+        track = det.track(frames, TrackConfig(settle=settle), fps=25)
+        runs[name] = (list(track), track.stats)
+    assert runs["default"][1]["crops"] < runs["off"][1]["crops"]
+    assert runs["zero"][1]["crops"] == runs["off"][1]["crops"]  # every crop moves a little: always predicted again
+    a, b = runs["default"][0], runs["off"][0]
+    assert [len(r.faces) for r in a] == [1] * 16 == [len(r.faces) for r in b]
+    diff = [np.abs(x.faces[0].landmarks - y.faces[0].landmarks).mean() for x, y in zip(a, b, strict=True)]
+    assert np.mean(diff) < 0.5, diff  # pixels, on a ~28 px landmark box
 
 
 def test_a_face_leaving_the_frame_is_reported_lost(det, face):
@@ -350,6 +373,9 @@ def test_detect_video_bad_inputs(tmp_path, face, capsys):
     assert "one video per run" in capsys.readouterr().err
     assert main(["detect", str(vfr), "--out", str(out), "--smooth", "gamma=2"]) == 2
     assert "unknown smoothing parameter" in capsys.readouterr().err
+    for bad, msg in (("abc", "--settle: a number or off"), ("-1", "settle must be None or >= 0")):
+        assert main(["detect", str(vfr), "--out", str(out), "--settle", bad]) == 2
+        assert msg in capsys.readouterr().err
 
 
 def test_detect_video_interrupted_writes_what_is_done(tmp_path, face, monkeypatch, capsys):

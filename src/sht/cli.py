@@ -286,6 +286,12 @@ def _detect_video(args: argparse.Namespace, weights: Path, path: Path) -> int:
     try:
         smooth = OneEuroConfig.parse(args.smooth) if args.smooth is not None else None
         cfg = TrackConfig(batch_frames=args.batch_frames, detect_every=args.detect_every, smooth=smooth)
+        if args.settle is not None:
+            try:
+                cfg.settle = None if args.settle == "off" else float(args.settle)
+            except ValueError:
+                raise ValueError(f"--settle: a number or off, got {args.settle!r}") from None
+            cfg.__post_init__()
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     overlay = Path(args.save_overlay) if args.save_overlay else None
@@ -531,6 +537,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--batch-frames", type=int, default=8, help="frames per batched network call (default 8)")
     v.add_argument(
         "--detect-every", type=int, default=0, help="also run the face detector every N frames for new faces"
+    )
+    v.add_argument(
+        "--settle",
+        metavar="F|off",
+        help="predict a tracked face again only when its crop moved more than F of its side (default: "
+        "sht.video.TrackConfig's, the release model's training translation); off: two passes on every frame",
     )
     p.set_defaults(func=cmd_detect)
 

@@ -12,13 +12,18 @@ decoding) and sorted; when that listing fails, times are ``index / fps`` with th
 (``Detector.face_detector()``) on the first frame, on the frame after a face was lost, on every frame while no face
 is tracked, and every ``detect_every`` frames if set. In between, each face's crop on the next frame is the
 canonical box of its last landmarks (as photo mode's refinement does), moved by the face's recent velocity (a
-constant-velocity model, averaged over frames), then refined ``rounds - 1`` times on that frame. The crops of all
+constant-velocity model, averaged over frames), then refined up to ``rounds - 1`` times on that frame (a detection
+frame always gets every pass): with ``settle`` set (the default, 0.04), a face is predicted again from the canonical
+box of its new landmarks only when that box moved from the crop by more than ``settle`` of its side (centre shift or
+change of side) -- the translation the release model was trained to tolerate (``data.augment.translation``), so a
+crop within it is one the network has seen; most frames of a slowly moving face then cost one network pass. With
+``settle=None`` every face gets all ``rounds`` passes (landmarks only, then landmarks and face). The crops of all
 tracked faces over ``batch_frames`` frames go through the network in one batched call per round, every frame of a
-batch starting from the last frame before it (moved by the velocity times the frames in between). A loss found
-after the first frame of a batch is not trusted (its starting crop was older): the batch is cut there and that
-frame is predicted again from its predecessor, so a face is declared lost only from the crop of the frame before. A
-new face is tracked frame by frame until it has a velocity, and gets photo mode's ``refine + 1`` passes from its
-calibrated detector box on the frame where it is found.
+batch starting from the last frame before it (moved by the velocity times the frames in between). A loss found after
+the first frame of a batch is not trusted (its starting crop was older): the batch is cut there and that frame is
+predicted again from its predecessor, so a face is declared lost only from the crop of the frame before. A new face
+is tracked frame by frame until it has a velocity, and gets photo mode's ``refine + 1`` passes from its calibrated
+detector box on the frame where it is found.
 
 **The lost rule** (:meth:`TrackConfig.lost_reason`): a face is lost on a frame when
 
@@ -362,10 +367,13 @@ class TrackConfig:
     detect_every: int = 0
     keep_lost_s: float = 5.0
     smooth: OneEuroConfig | None = None
+    settle: float | None = 0.04
 
     def __post_init__(self) -> None:
         if self.batch_frames < 1 or self.rounds < 1:
             raise ValueError(f"batch_frames and rounds must be >= 1, got {self.batch_frames}, {self.rounds}")
+        if self.settle is not None and not self.settle >= 0:
+            raise ValueError(f"settle must be None or >= 0, got {self.settle}")
         if self.max_scale_change <= 1:
             raise ValueError(f"max_scale_change must be > 1, got {self.max_scale_change}")
 
@@ -519,14 +527,29 @@ class Track:
         self.stats["crops"] += len(views)
         return self.detector.predictor.landmarks_of(views)
 
-    def _passes(self, images: list[Image.Image], crops: list[CropBox]):  # noqa: ANN202
-        """``rounds`` batched passes from ``crops``; returns the final crops, landmarks, predictions and views."""
+    def _passes(self, images: list[Image.Image], crops: list[CropBox], settle: float | None):  # noqa: ANN202
+        """Up to ``rounds`` batched passes from ``crops`` (see ``settle`` in the module docstring); returns the
+        final crops, landmarks, predictions and views."""
         cur = list(crops)
         margin = self.detector.config.data.margin
-        for _ in range(self.cfg.rounds - 1):
-            pts, _, _ = self._predict(images, cur, face=False)
-            cur = [_canonical(p, c, margin) or c for p, c in zip(pts, cur, strict=True)]
+        if settle is None:
+            for _ in range(self.cfg.rounds - 1):
+                pts, _, _ = self._predict(images, cur, face=False)
+                cur = [_canonical(p, c, margin) or c for p, c in zip(pts, cur, strict=True)]
+            pts, preds, views = self._predict(images, cur)
+            return cur, pts, preds, views
         pts, preds, views = self._predict(images, cur)
+        todo = list(range(len(cur)))
+        for _ in range(self.cfg.rounds - 1):
+            new = {i: _canonical(pts[i], cur[i], margin) or cur[i] for i in todo}
+            todo = [i for i in todo if crop_shift(new[i], cur[i]) > settle]
+            if not todo:
+                break
+            for i in todo:
+                cur[i] = new[i]
+            again = self._predict([images[i] for i in todo], [cur[i] for i in todo])
+            for i, p, o, v in zip(todo, *again, strict=True):
+                pts[i], preds[i], views[i] = p, o, v
         return cur, pts, preds, views
 
     def _new_id(self) -> int:
@@ -593,7 +616,9 @@ class Track:
             states[k].predicted(frames[j].index - states[k].last) if states[k].last >= 0 else states[k].crop
             for k, j in pairs
         ]
-        crops, pts, preds, views = self._passes([frames[j].image for _, j in pairs], start)
+        # a detection frame gets every pass (photo mode's, from the detector's box); tracked frames may settle
+        settle = None if fresh else self.cfg.settle
+        crops, pts, preds, views = self._passes([frames[j].image for _, j in pairs], start, settle)
         margin = self.detector.config.data.margin
         prev = {k: states[k].crop.side for k in keys}
         results: list[FrameResult] = []
@@ -718,6 +743,14 @@ class Track:
                 res = self._commit(res, set())
                 need_detect = need_detect or any(f.status == "lost" for f in res.faces)
                 yield res
+
+
+def crop_shift(a: CropBox, b: CropBox) -> float:
+    """How far crop ``a`` is from crop ``b``, in ``b``'s side: the larger of the centre shift (each axis) and the
+    relative change of side."""
+    dx = (a.x0 + a.side / 2) - (b.x0 + b.side / 2)
+    dy = (a.y0 + a.side / 2) - (b.y0 + b.side / 2)
+    return max(abs(dx), abs(dy), abs(a.side - b.side)) / b.side
 
 
 def _canonical(points: np.ndarray, fallback: CropBox | None, margin: float) -> CropBox | None:
