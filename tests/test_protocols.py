@@ -184,3 +184,30 @@ def test_data_label_on_real_unlabeled_faces(tmp_path):
     assert len(report.labeled) + len(report.not_found) + len(report.errors) + len(report.existing) == 40
     assert len(report.labeled) >= 30
     assert len(scan_pts_folder(tmp_path).samples) == len(report.labeled)
+
+
+def test_dlib_peer_runs_the_protocol_on_generated_faces():
+    pytest.importorskip("dlib")
+    from sht.evaluation import evaluate_dlib, load_eval_faces
+
+    faces = load_eval_faces(["synthetic:6"], 128)
+    res, found = evaluate_dlib(faces, [16, 128])
+    assert set(res) == {16, 128} and set(found) == {16, 128}
+    for s in (16, 128):
+        assert res[s].points.shape == (6, 68, 2) and res[s].nme.shape == (6,)
+        assert np.isfinite(res[s].nme).all() and 0 <= found[s] <= 1
+        # the points land on the face: inside the 128 px crop, around the true landmarks
+        assert (res[s].points > -10).all() and (res[s].points < 138).all()
+
+
+@needs_shared("data", "300w/helen/testset")
+def test_dlib_peer_on_helen_test_is_near_the_anchors():
+    """The guide's peer anchors (dlib NME_io 6.70 % at 16 px, 3.42 % full resolution) within a margin on 60 faces."""
+    pytest.importorskip("dlib")
+    from sht.evaluation import evaluate_dlib, load_eval_faces
+
+    faces = load_eval_faces([str(SHARED_DATA / "300w/helen/testset")], 128, limit=60)
+    res, found = evaluate_dlib(faces, [16, 128])
+    lo, full = res[16].summary()["nme"], res[128].summary()["nme"]
+    assert 5.0 < lo < 9.0 and 2.5 < full < 4.5 and full < lo
+    assert found[128] > 0.9

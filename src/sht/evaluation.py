@@ -128,6 +128,45 @@ def evaluate_bicubic(faces: FaceSet, lr_sizes: Sequence[int]) -> dict[int, SizeR
     return results
 
 
+def evaluate_dlib(
+    faces: FaceSet, lr_sizes: Sequence[int], upsample: int = 1, norm: str = "inter_ocular"
+) -> tuple[dict[int, SizeResult], dict[int, float]]:
+    """The dlib peer under the same protocol: its 68-point shape predictor on the bicubic-upsampled crop (the 8-bit
+    ``base`` face; at ``faces.size`` the HR crop itself, the full-resolution canonical crop), in the box of its own
+    HOG detector (``upsample`` times upsampled; the largest face) or the true landmark box when HOG finds nothing.
+    Returns the per-size results and the share of crops where HOG found a face. Needs the ``dlib`` extra."""
+    from .teacher import DlibTeacher
+
+    teacher = DlibTeacher(upsample)
+    builder = BatchBuilder(faces, 8, HeatmapCodec(faces.size, 8, 1.0), [s for s in lr_sizes if s < faces.size] or [8])
+    index = torch.arange(len(faces))
+    results, found = {}, {}
+    for s in lr_sizes:
+        preds, hits = [], 0
+        gts = []
+        for i in range(0, len(faces), 256):
+            batch = builder.build(index[i : i + 256], lr_size=int(min(s, faces.size)))
+            img = batch.hr if s >= faces.size else degradation.quantize(batch.base)
+            arr = (img.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+            assert batch.points is not None
+            for a, gt in zip(arr, batch.points.numpy(), strict=True):
+                a = np.ascontiguousarray(a)
+                boxes = teacher.detector(a, teacher.upsample)
+                if len(boxes):
+                    hits += 1
+                    rect = max(boxes, key=lambda r: r.width() * r.height())
+                else:
+                    (x0, y0), (x1, y1) = gt.min(0), gt.max(0)
+                    rect = teacher.rect(x0, y0, x1, y1)
+                preds.append(teacher.points_in(a, rect))
+            gts.append(batch.points)
+        pred = torch.from_numpy(np.stack(preds))
+        n = _landmark_nme(pred, torch.cat(gts), norm, faces, index)
+        results[int(s)] = SizeResult(int(s), nme=n, points=pred.numpy())
+        found[int(s)] = hits / max(1, len(faces))
+    return results, found
+
+
 def evaluate_mean_shape(
     faces: FaceSet, shape: np.ndarray, lr_sizes: Sequence[int], norm: str = "inter_ocular"
 ) -> dict[int, SizeResult]:
