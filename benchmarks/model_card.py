@@ -162,7 +162,8 @@ the `small` preset: {m.input_size}x{m.input_size} input and heatmaps, {m.num_sta
 Input: a face crop in the canonical convention (square, centred on the 68-point box, side 1.3x its larger side) at
 any resolution -- it was trained on 16, 32 and 64 px faces (bicubic, 8-bit), resized to {m.input_size} px.
 Output: 68 landmarks in the crop's pixels and a {m.face_size} px hallucinated face. For whole photos,
-`Detector.detect` finds faces first (OpenCV Haar cascade), crops them and re-centres the crop on the landmarks.
+`Detector.detect` finds faces first (sht's own face detector, `sht/weights/face-detector.safetensors`; OpenCV Haar
+or dlib HOG on request), crops them and re-centres the crop on the landmarks.
 
 ## Training
 
@@ -204,7 +205,8 @@ Regenerate these numbers: `python benchmarks/model_card.py`.
   degrade accuracy. `Detector.detect` builds such crops from a face detector box and refines them.
 - 64 px faces are resized to the 32 px input: detail beyond 32 px is only used by the face's bicubic base image,
   so it gains little over bicubic at 64 px.
-- The face detector (Haar) misses profile faces; pass boxes (`--box`, `boxes=`) for those.
+- The face detectors miss some faces (sht's: benchmarks/RESULTS.md, "Face detection"; Haar: most faces below
+  24 px and profiles); pass boxes (`--box`, `boxes=`) for those.
 - Research use: the training data (300-W / Helen, YouTube Faces, All-Age-Faces) are for research use only.
 """
     Path(args.out).write_text(text)

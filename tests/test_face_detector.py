@@ -204,6 +204,19 @@ def test_missing_shipped_weights_is_one_clear_line(monkeypatch, tmp_path, capsys
     assert len(err) == 1 and "no face-detector weights" in err[0]
     with pytest.raises(ValueError, match="unknown face detector"):
         make_face_detector("yolo")
+    # without shipped weights the default falls back to Haar
+    assert sht.faces.default_face_detector() == "haar"
+
+
+def test_shipped_detector_is_the_default():
+    import sht
+    from sht.faces import FACE_DETECTOR_WEIGHTS, default_face_detector
+
+    assert FACE_DETECTOR_WEIGHTS.is_file() and FACE_DETECTOR_WEIGHTS.stat().st_size < 5e6  # the 5 MB
+    assert default_face_detector() == "sht"
+    det = sht.Detector()
+    assert det.face_detector_name == "sht" and det.face_detector().name == "sht"
+    assert sht.Detector(face_detector="haar").face_detector().name == "haar"
 
 
 def test_detector_detect_on_bad_photos(detector_weights):

@@ -33,7 +33,8 @@ def det():
 
 @pytest.fixture(scope="module")
 def faces():
-    """Two generated 64 px faces that OpenCV's Haar cascade finds wherever they are pasted on the test frame."""
+    """Two generated 64 px faces that sht's face detector and OpenCV's Haar cascade find wherever they are pasted on
+    the test frame."""
     found = generate(10, seed=3, cfg=SyntheticFaceConfig(image_size=64))
     return found[3], found[7]
 
@@ -175,8 +176,8 @@ def test_tracking_keeps_one_id_on_a_moving_face_with_few_detector_calls(det, fac
     assert max(err) < 2.0, err  # pixels, on a face whose landmark box is ~28 px
     assert track.stats["detector_calls"] <= 3
     assert track.summaries[0].segments == [[seen[0].index, 23]] and track.summaries[0].lost_at == []
-    # per-frame detection (photo mode on every frame) calls the face detector 24 times, misses the face where Haar
-    # does, and agrees with the tracked landmarks within a pixel where it finds it
+    # per-frame detection (photo mode on every frame) calls the face detector 24 times, misses the face where the
+    # face detector does, and agrees with the tracked landmarks within a pixel where it finds it
     per_frame = det.detect_many(frames)
     found = [t for t, p in enumerate(per_frame) if p]
     assert len(found) <= len(seen)
@@ -425,7 +426,9 @@ def test_detect_video_with_a_box_on_the_first_frame(tmp_path, det, face, capsys)
     the face is then tracked without it."""
     from sht.cli import main
     from sht.data.transforms import canonical_box
-    from sht.faces import HAAR_CALIBRATION as cal
+    from sht.faces import default_face_detector, face_detector_calibration
+
+    cal = face_detector_calibration(default_face_detector())  # how a given box is read
 
     frames, truth = scene(face, moving(5))
     # the box a face detector would give for this face: the inverse of its calibration to the canonical crop

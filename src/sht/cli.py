@@ -185,8 +185,10 @@ def _face_detector_name(args: argparse.Namespace) -> str:
     """``--face-detector`` (haar, dlib, sht or a face-detector .safetensors file) or ``--find-faces NAME``."""
     name = args.face_detector
     if name is None:
-        return args.find_faces or "haar"
-    if args.find_faces not in (None, "haar", name):
+        from .faces import default_face_detector
+
+        return default_face_detector() if args.find_faces in (None, "auto") else args.find_faces
+    if args.find_faces not in (None, "auto", name):
         raise UsageError(f"--find-faces {args.find_faces} and --face-detector {name} disagree; give one")
     if name not in ("haar", "dlib", "sht") and not (name.endswith(".safetensors") and Path(name).is_file()):
         raise UsageError(f"--face-detector takes haar, dlib, sht or an existing .safetensors file, got {name!r}")
@@ -492,9 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--find-faces",
         nargs="?",
-        const="haar",
-        choices=["haar", "dlib", "sht"],
-        help="inputs are photos: find faces first (OpenCV Haar by default, dlib's HOG detector or sht's own)",
+        const="auto",
+        choices=["auto", "haar", "dlib", "sht"],
+        help="inputs are photos: find faces first (auto: sht's own where its weights ship, else OpenCV Haar; dlib's "
+        "HOG detector)",
     )
     p.add_argument(
         "--face-detector",

@@ -172,12 +172,12 @@ def showcase(out_dir: str | Path, weights: str | Path | None = None, faces: int 
     if found:
         f = found[0]
         lines.append(
-            f"Astronaut photo (512x512): face found by the Haar cascade at box "
+            f"Astronaut photo (512x512): face found by the {det.face_detector_name} face detector at box "
             f"{tuple(round(v) for v in f.box)}, refined canonical crop side {f.crop[2]:.0f} px."
         )
         subjects.append(("astronaut", photo, f.landmarks))
     else:
-        lines.append("Astronaut photo: no face found by the Haar cascade.")
+        lines.append(f"Astronaut photo: no face found by the {det.face_detector_name} face detector.")
     for i, (img, pts) in enumerate(generate(faces, seed=4242)):
         subjects.append((f"generated {i}", img, pts))
     figures = []
@@ -344,7 +344,8 @@ def run_demo(out_dir: str | Path = "demo-out", weights: str | Path | None = None
             ("h2", "scikit-image's astronaut at 16, 32 and 64 px"),
             (
                 "p",
-                "The face is found on the 512 px photo (Haar cascade, crop refined on the landmarks); its canonical "
+                f"The face is found on the 512 px photo ({det.face_detector_name} face detector, crop refined on "
+                "the landmarks); its canonical "
                 "crop is reduced to each size. Agreement: NME_io between the landmarks found at that size and those "
                 "found on the full-resolution photo.",
             ),
@@ -352,7 +353,10 @@ def run_demo(out_dir: str | Path = "demo-out", weights: str | Path | None = None
             ("img", "astronaut.png", "rows 16, 32, 64 px: LR | bicubic | hallucinated + landmarks | HR crop"),
         ]
     else:
-        blocks += [("h2", "scikit-image's astronaut"), ("p", "No face found by the Haar cascade.")]
+        blocks += [
+            ("h2", "scikit-image's astronaut"),
+            ("p", f"No face found by the {det.face_detector_name} face detector."),
+        ]
 
     # 3. generated faces with exactly known landmarks: accuracy and hallucination against bicubic
     gen = load_sources([f"synthetic:{faces}:4242"], fs, cfg.data.margin, 1.0)

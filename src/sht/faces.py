@@ -195,9 +195,16 @@ class ShtFaceDetector:
         return sorted(boxes, key=lambda b: -b.width * b.height)
 
 
+def default_face_detector() -> str:
+    """The face detector of photo mode and video when none is named: ``sht`` where this installation ships its
+    weights (``sht/weights/face-detector.safetensors``; shipped because it beats Haar at every face size in
+    benchmarks/RESULTS.md, "Face detection"), else ``haar``."""
+    return "sht" if FACE_DETECTOR_WEIGHTS.is_file() else "haar"
+
+
 def make_face_detector(name: str) -> HaarFaceDetector | DlibFaceDetector | ShtFaceDetector:
-    """``haar`` (OpenCV, the default, always available), ``dlib`` (HOG, the dlib extra), ``sht`` (sht's own, the
-    shipped weights) or the path of a ``.safetensors`` file of sht's face detector."""
+    """``haar`` (OpenCV, always available), ``dlib`` (HOG, the dlib extra), ``sht`` (sht's own, the shipped
+    weights; :func:`default_face_detector`) or the path of a ``.safetensors`` file of sht's face detector."""
     if name == "haar":
         return HaarFaceDetector()
     if name == "dlib":

@@ -27,6 +27,7 @@ from .faces import (
     BoxCalibration,
     FaceBox,
     crop_size_for,
+    default_face_detector,
     face_detector_calibration,
     make_face_detector,
     refine_crops,
@@ -209,19 +210,20 @@ class Detector:
 
     ``Detector()`` loads the release weights that ship with sht; ``Detector(weights=PATH)`` any sht checkpoint.
     ``landmarks(crop)`` / ``hallucinate(crop)`` take canonical face crops of any size (e.g. 16x16);
-    ``detect(photo, boxes=None)`` finds faces (OpenCV Haar cascade; dlib's HOG detector with
-    ``face_detector='dlib'``; sht's own with ``'sht'`` or a face-detector ``.safetensors`` path, or any callable
-    image -> :class:`~sht.faces.FaceBox` list with a ``calibration``), crops them canonically, refines the crop
-    with the landmarks and returns landmarks in photo coordinates; ``track(video)`` follows the faces of a video
-    with stable ids (:mod:`sht.video`). The face detector is :meth:`face_detector` (one place to change it). Works
-    on CPU or CUDA (``device``); ``backend`` and ``threads`` as in :class:`Predictor` (``backend="onnx"``: ONNX
-    Runtime on CPU)."""
+    ``detect(photo, boxes=None)`` finds faces (by default sht's own face detector where its weights ship, else
+    OpenCV's Haar cascade: :func:`~sht.faces.default_face_detector`; ``face_detector='haar'``, ``'dlib'`` (HOG),
+    ``'sht'``, a face-detector ``.safetensors`` path, or any callable image -> :class:`~sht.faces.FaceBox` list
+    with a ``calibration``; boxes given by hand are read as that detector's boxes), crops them canonically,
+    refines the crop with the landmarks and returns landmarks in photo coordinates; ``track(video)`` follows the
+    faces of a video with stable ids (:mod:`sht.video`). The face detector is :meth:`face_detector` (one place to
+    change it). Works on CPU or CUDA (``device``); ``backend`` and ``threads`` as in :class:`Predictor`
+    (``backend="onnx"``: ONNX Runtime on CPU)."""
 
     def __init__(
         self,
         weights: str | Path | None = None,
         device: str | torch.device = "cpu",
-        face_detector: str | Callable[[Image.Image], list[FaceBox]] = "haar",
+        face_detector: str | Callable[[Image.Image], list[FaceBox]] | None = None,
         refine: int = 2,
         compile: bool = False,
         backend: str = "torch",
@@ -236,6 +238,8 @@ class Detector:
         )
         if not self.predictor.config.model.has_landmarks:
             raise CheckpointError(f"{self.predictor.source}: an FHS (face-only) model cannot detect landmarks")
+        if face_detector is None:
+            face_detector = default_face_detector()
         self.face_detector_name = (
             face_detector if isinstance(face_detector, str) else getattr(face_detector, "name", "")
         )
