@@ -186,7 +186,8 @@ def test_sht_face_detector_takes_any_photo(detector_weights):
             assert isinstance(b, FaceBox) and 0 <= b.score <= 1 and b.x1 > b.x0
     low = ShtFaceDetector(detector_weights, threshold=0.001, max_pixels=5000)
     found = low(Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)))
-    assert all(-50 < b.x0 < 450 and -50 < b.y1 < 350 for b in found)  # reduced for the cap, boxes in photo pixels
+    # reduced for the cap, boxes in photo pixels: centres on the photo (or its border, 8 px at the reduced scale)
+    assert found and all(-50 < (b.x0 + b.x1) / 2 < 450 and -50 < (b.y0 + b.y1) / 2 < 350 for b in found)
 
 
 def test_missing_shipped_weights_is_one_clear_line(monkeypatch, tmp_path, capsys):
@@ -272,3 +273,18 @@ def test_calibrated_threshold_is_the_lowest_score_within_the_false_positive_targ
     assert calibrate_threshold(stage, 0.0) == pytest.approx(0.9)  # both false positives dropped
     assert calibrate_threshold(stage, 1.0) == pytest.approx(0.5)  # one allowed: the 0.3 one goes
     assert calibrate_threshold(stage, 2.0) == pytest.approx(0.3)
+
+
+def test_border_keeps_boxes_in_photo_pixels():
+    """``DetectSettings.border`` frames the photo in its mean colour; boxes stay in the photo's own pixels."""
+    from sht.data.synthetic import SyntheticFaceConfig, generate
+
+    img, pts = generate(10, seed=3, cfg=SyntheticFaceConfig(image_size=64))[4]
+    photo = Image.new("RGB", (200, 120), (70, 80, 90))
+    photo.paste(img, (60, 30))
+    plain, framed = ShtFaceDetector(border=0)(photo), ShtFaceDetector(border=8)(photo)
+    assert len(plain) == len(framed) == 1
+    a, b = plain[0], framed[0]
+    assert max(abs(a.x0 - b.x0), abs(a.y0 - b.y0), abs(a.x1 - b.x1), abs(a.y1 - b.y1)) < 2.0
+    truth = np.concatenate([pts.min(0), pts.max(0)]) + [60, 30, 60, 30]
+    assert np.abs(np.array([b.x0, b.y0, b.x1, b.y1]) - truth).max() < 6  # the landmark box, ~30 px

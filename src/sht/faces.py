@@ -135,7 +135,7 @@ class ShtFaceDetector:
     size (an image pyramid for large faces, tiles for large photos; photos above ``max_pixels`` are reduced
     first). Boxes are the 68-point landmark box, with the detector's score (``threshold``: the lowest kept;
     default: the model's). ``weights``: a ``sht train-detector`` checkpoint or export (default: the shipped
-    weights, ``sht/weights/face-detector.safetensors``)."""
+    weights, ``sht/weights/face-detector.safetensors``); ``border``: :class:`DetectSettings`'s (default its)."""
 
     name = "sht"
     calibration = LANDMARK_BOX_CALIBRATION
@@ -147,6 +147,7 @@ class ShtFaceDetector:
         device: str = "cpu",
         max_pixels: int = 16_000_000,
         tile: int = 1024,
+        border: int | None = None,
     ) -> None:
         import torch
 
@@ -173,6 +174,8 @@ class ShtFaceDetector:
         self.settings = DetectSettings(
             threshold if threshold is not None else cfg.threshold, cfg.nms_iou, tile=tile, max_pixels=max_pixels
         )
+        if border is not None:
+            self.settings.border = border
 
     def __call__(self, img: Image.Image) -> list[FaceBox]:
         """Face boxes (the landmark box) with scores, largest first; an empty list for an empty image."""

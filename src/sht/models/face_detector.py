@@ -223,7 +223,8 @@ class DetectSettings:
     """How :func:`detect` covers a photo: levels 1, 1/2, 1/4, ... (a level also finds faces up to
     ``max_face`` of its pixels; levels after the first keep faces of at least ``keep_above`` x max_face of
     theirs), tiles of at most ``tile`` px side, and at most ``max_pixels`` at the first level (a larger photo is
-    first reduced, which raises the smallest face found)."""
+    first reduced, which raises the smallest face found). ``border``: pixels of the photo's mean colour added
+    around it first, so that a face touching the edge (a tight face thumbnail) has surround to be found in."""
 
     threshold: float = 0.4
     nms_iou: float = 0.4
@@ -232,6 +233,7 @@ class DetectSettings:
     max_pixels: int = 16_000_000
     top_k: int = 300
     max_levels: int = 8
+    border: int = 8  # chosen on LFW-like thumbnails of Helen *train* faces (benchmarks/face_detection.py --only border)
 
 
 def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -296,6 +298,12 @@ def detect(model: FaceDetector, image: torch.Tensor, settings: DetectSettings | 
     first: every pyramid level (tiled), merged by NMS."""
     settings = settings or DetectSettings(model.cfg.threshold, model.cfg.nms_iou)
     codec = CenterCodec(model.cfg)
+    b = settings.border
+    if b > 0:
+        fill = image.mean((1, 2), keepdim=True)
+        framed = fill.expand(-1, image.shape[1] + 2 * b, image.shape[2] + 2 * b).clone()
+        framed[:, b:-b, b:-b] = image
+        image = framed
     h, w = image.shape[-2:]
     found = []
     for k, s in enumerate(pyramid_scales(w, h, model.cfg, settings)):
@@ -311,4 +319,7 @@ def detect(model: FaceDetector, image: torch.Tensor, settings: DetectSettings | 
         found.append(boxes)
     allb = torch.cat(found) if found else torch.zeros(0, 5)
     keep = nms(allb[:, :4], allb[:, 4], settings.nms_iou)
-    return allb[keep]
+    out = allb[keep]
+    if b > 0:
+        out[:, :4] -= b
+    return out
