@@ -384,8 +384,9 @@ def block(units: Units, args: argparse.Namespace, names: list[str]) -> str:
     borders = [(b, u[f"sht|border{b}"]) for b in BORDERS if f"sht|border{b}" in u]
     if borders:
         lines += [
-            f"**Border** (`DetectSettings.border`, px of the photo's mean colour added around it; default "
-            f"{DetectSettings.border}, chosen here on training data): LFW-like 25x25 grey thumbnails of "
+            f"**Border** (`DetectSettings.border`, px of the photo's mean colour added around photos whose smaller "
+            f"side is at most {DetectSettings.border_max_side} px; default {DetectSettings.border}, chosen here on "
+            "training data): LFW-like 25x25 grey thumbnails of "
             f"{borders[0][1]['faces']} Helen *train* faces found / LFW's 50 training non-faces fired on: "
             + "; ".join(f"{b} px: {v['found']:.0%} / {v['nonface_fp_rate']:.0%}" for b, v in borders)
             + ".",
@@ -438,7 +439,8 @@ def main() -> None:
     if "sht" in names and not args.weights.is_file():
         sys.exit(f"benchmarks/face_detection.py: no sht face-detector weights at {args.weights} (--weights)")
     torch.set_num_threads(1)
-    wid = f"{weights_id(args.weights)}-border{DetectSettings.border}"  # sht's units: these weights and settings
+    d = DetectSettings()  # sht's units: these weights and border settings
+    wid = f"{weights_id(args.weights)}-border{d.border}-{d.border_max_side}"
     units = Units(results)
     units.doc["meta"] = {
         "weights": f"{args.weights.name} {wid}",

@@ -224,7 +224,10 @@ class DetectSettings:
     ``max_face`` of its pixels; levels after the first keep faces of at least ``keep_above`` x max_face of
     theirs), tiles of at most ``tile`` px side, and at most ``max_pixels`` at the first level (a larger photo is
     first reduced, which raises the smallest face found). ``border``: pixels of the photo's mean colour added
-    around it first, so that a face touching the edge (a tight face thumbnail) has surround to be found in."""
+    around a small photo (smaller side at most ``border_max_side``: one that is likely a face thumbnail) first,
+    so that a face filling it has surround to be found in; larger photos are left as they are, because the
+    detector was trained to find faces cut by a photo's edge, and a frame hides that cut
+    (benchmarks/RESULTS.md, "Face detection")."""
 
     threshold: float = 0.4
     nms_iou: float = 0.4
@@ -234,6 +237,7 @@ class DetectSettings:
     top_k: int = 300
     max_levels: int = 8
     border: int = 8  # chosen on LFW-like thumbnails of Helen *train* faces (benchmarks/face_detection.py --only border)
+    border_max_side: int = 128
 
 
 def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -298,7 +302,7 @@ def detect(model: FaceDetector, image: torch.Tensor, settings: DetectSettings | 
     first: every pyramid level (tiled), merged by NMS."""
     settings = settings or DetectSettings(model.cfg.threshold, model.cfg.nms_iou)
     codec = CenterCodec(model.cfg)
-    b = settings.border
+    b = settings.border if min(image.shape[-2:]) <= settings.border_max_side else 0
     if b > 0:
         fill = image.mean((1, 2), keepdim=True)
         framed = fill.expand(-1, image.shape[1] + 2 * b, image.shape[2] + 2 * b).clone()
