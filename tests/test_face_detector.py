@@ -267,12 +267,17 @@ def test_calibrated_threshold_is_the_lowest_score_within_the_false_positive_targ
 
     from sht.train.face_detector import calibrate_threshold
 
-    val = [SimpleNamespace(image=None, boxes=torch.tensor([[0.0, 0, 10, 10]]), ignore=torch.zeros(0, 4))]
+    photo = torch.zeros(3, 480, 640)  # one 640x480 photo: the unit of the target
+    val = [SimpleNamespace(image=photo, boxes=torch.tensor([[0.0, 0, 10, 10]]), ignore=torch.zeros(0, 4))]
     dets = np.array([[0, 0, 10, 10, 0.9], [50, 50, 60, 60, 0.5], [70, 70, 80, 80, 0.3]])
     stage = SimpleNamespace(val=val, predict=lambda images: [dets])
     assert calibrate_threshold(stage, 0.0) == pytest.approx(0.9)  # both false positives dropped
     assert calibrate_threshold(stage, 1.0) == pytest.approx(0.5)  # one allowed: the 0.3 one goes
     assert calibrate_threshold(stage, 2.0) == pytest.approx(0.3)
+    # per area: on a quarter of a photo, 1 false positive per photo allows none
+    stage.val = [SimpleNamespace(image=torch.zeros(3, 240, 320), boxes=val[0].boxes, ignore=val[0].ignore)]
+    assert calibrate_threshold(stage, 1.0) == pytest.approx(0.9)
+    assert calibrate_threshold(stage, 4.0) == pytest.approx(0.5)
 
 
 def test_border_keeps_boxes_in_photo_pixels():

@@ -26,15 +26,17 @@ W, H = 200, 120
 
 @pytest.fixture(scope="module")
 def det():
+    """The release landmark model with the Haar cascade as face detector: these tests are about tracking, on
+    generated faces, which Haar finds wherever they are pasted; sht's own detector is trained on real faces and
+    tested on them (test_face_detector.py, benchmarks/face_detection.py)."""
     import sht
 
-    return sht.Detector()
+    return sht.Detector(face_detector="haar")
 
 
 @pytest.fixture(scope="module")
 def faces():
-    """Two generated 64 px faces that sht's face detector and OpenCV's Haar cascade find wherever they are pasted on
-    the test frame."""
+    """Two generated 64 px faces that OpenCV's Haar cascade finds wherever they are pasted on the test frame."""
     found = generate(10, seed=3, cfg=SyntheticFaceConfig(image_size=64))
     return found[3], found[7]
 
@@ -357,7 +359,10 @@ def test_detect_video_bad_inputs(tmp_path, face, capsys):
     # a single frame
     one, _ = scene(face, [(60, 30)])
     assert (
-        main(["detect", str(write_mp4(tmp_path / "one.mp4", one)), "--out", str(out), "--csv", str(tmp_path / "o.csv")])
+        main(
+            ["detect", str(write_mp4(tmp_path / "one.mp4", one)), "--out", str(out), "--csv", str(tmp_path / "o.csv")]
+            + ["--find-faces", "haar"]
+        )
         == 0
     )
     doc = json.loads(out.read_text())
@@ -365,7 +370,7 @@ def test_detect_video_bad_inputs(tmp_path, face, capsys):
     assert len((tmp_path / "o.csv").read_text().splitlines()) == 2
     # variable frame rate: the container's times
     vfr, times = make_vfr(tmp_path, face)
-    assert main(["detect", str(vfr), "--out", str(out)]) == 0
+    assert main(["detect", str(vfr), "--out", str(out), "--find-faces", "haar"]) == 0
     doc = json.loads(out.read_text())
     assert doc["video"]["variable_frame_rate"]
     np.testing.assert_allclose([f["time"] for f in doc["frames"]], times, atol=1e-3)
@@ -426,9 +431,9 @@ def test_detect_video_with_a_box_on_the_first_frame(tmp_path, det, face, capsys)
     the face is then tracked without it."""
     from sht.cli import main
     from sht.data.transforms import canonical_box
-    from sht.faces import default_face_detector, face_detector_calibration
+    from sht.faces import face_detector_calibration
 
-    cal = face_detector_calibration(default_face_detector())  # how a given box is read
+    cal = face_detector_calibration(det.face_detector_name)  # a given box is read as that detector's box
 
     frames, truth = scene(face, moving(5))
     # the box a face detector would give for this face: the inverse of its calibration to the canonical crop
@@ -438,7 +443,8 @@ def test_detect_video_with_a_box_on_the_first_frame(tmp_path, det, face, capsys)
     x0, y0, x1, y1 = bx - w / 2, by - w / 2, bx + w / 2, by + w / 2
     clip = write_mp4(tmp_path / "clip.mp4", frames)
     out = tmp_path / "o.json"
-    assert main(["detect", str(clip), "--out", str(out), "--box", f"{x0},{y0},{x1},{y1}"]) == 0
+    args = ["detect", str(clip), "--out", str(out), "--box", f"{x0},{y0},{x1},{y1}"]
+    assert main([*args, "--find-faces", det.face_detector_name]) == 0
     doc = json.loads(out.read_text())
     assert doc["face_detector"].startswith("given boxes") and doc["stats"]["detector_calls"] == 0
     assert [[f["status"] for f in fr["faces"]] for fr in doc["frames"]] == [["detected"]] + [["tracked"]] * 4

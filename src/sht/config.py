@@ -513,7 +513,7 @@ class FaceDetectorConfig:
     training image holds few large faces whole), so a 200-px face is found at 1/4. ``threshold`` and ``nms_iou``
     are the default decoding settings; ``calibrate_fp`` > 0: when a training run is exported, ``threshold`` becomes
     the lowest score at which its validation composites (held-out identities, never a benchmark's faces) have at
-    most that many false positives per image (:func:`sht.train.face_detector.calibrate_threshold`)."""
+    most that many false positives per 640x480 of image area (:func:`sht.train.face_detector.calibrate_threshold`)."""
 
     channels: list[int] = field(default_factory=lambda: [16, 32, 48, 64, 96])
     blocks: list[int] = field(default_factory=lambda: [0, 1, 1, 2, 1])

@@ -120,22 +120,32 @@ def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None) -> di
     return metrics
 
 
-def calibrate_threshold(stage: DetectorStage, fp_per_image: float) -> float:
-    """The lowest score threshold at which the validation composites have at most ``fp_per_image`` false positives
-    per image (IoU > 0.3 with the landmark box; ``model.calibrate_fp``), within the config's limits (0, 1)."""
-    preds = stage.predict([c.image for c in stage.val])
+PHOTO_AREA = 640 * 480  # the unit of ``model.calibrate_fp``: false positives per 640x480 of photo
+
+
+def calibrate_threshold(stage: DetectorStage, fp_per_photo: float) -> float:
+    """The lowest score threshold at which the validation composites have at most ``fp_per_photo`` false positives
+    per 640x480 of image area (IoU > 0.3 with the landmark box; ``model.calibrate_fp``), within (0, 1). Per area,
+    not per image: a 160 px validation composite is 1/12 of a 640x480 photo, and a rate per image would allow
+    12 times the false positives on the photos the detector is for."""
+    images = [c.image for c in stage.val]
+    preds = stage.predict(images)
     truths = [c.boxes.numpy() for c in stage.val]
     ignores = [c.ignore.numpy() for c in stage.val]
+    photos = sum(im.shape[-1] * im.shape[-2] for im in images) / PHOTO_AREA
+    allowed = fp_per_photo * photos  # false positives over the whole validation set
     scores = np.unique(np.concatenate([p[:, 4] for p in preds] + [np.zeros(0)]))
     for th in scores:  # ascending: the first that meets the target keeps the most recall
-        if th > 0 and detection_summary(preds, truths, 0.3, float(th), ignores)["fp_per_image"] <= fp_per_image:
+        fp = detection_summary(preds, truths, 0.3, float(th), ignores)["fp_per_image"] * len(images)
+        if th > 0 and fp <= allowed + 1e-9:
             return float(min(th, 0.99))
     return 0.99
 
 
 def export_run(out: Path, cfg: DetectorConfig, stage: DetectorStage | None = None) -> Path:
     """``<out>/face-detector.safetensors``: the best checkpoint's detector (the last when there is no best), fp16,
-    its threshold calibrated on the validation composites when ``model.calibrate_fp`` > 0 (needs ``stage``)."""
+    its threshold calibrated on the validation composites when ``model.calibrate_fp`` > 0 (needs ``stage``).
+    Rerunning a finished run's training command only exports again (a new calibration, the same weights)."""
     from ..checkpoint import load_module, read_checkpoint
     from ..export import export_face_detector
 
@@ -149,7 +159,7 @@ def export_run(out: Path, cfg: DetectorConfig, stage: DetectorStage | None = Non
         load_module(stage.model, tensors, "detector", str(ckpt))
         threshold = calibrate_threshold(stage, cfg.model.calibrate_fp)
     note = f"run {out.name}" + (
-        f"; threshold {threshold:.3f} for {cfg.model.calibrate_fp:g} FP/validation image"
+        f"; threshold {threshold:.3f} for {cfg.model.calibrate_fp:g} FP per 640x480 of validation composites"
         if threshold is not None
         else ""
     )
