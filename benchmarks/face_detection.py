@@ -426,7 +426,7 @@ def main() -> None:
     ap.add_argument("--out", help="write results, RESULTS.md block and figure under this folder instead")
     ap.add_argument("--dry-run", action="store_true", help="2 images per size, sizes 16 and 64, 1 timed run")
     args = ap.parse_args()
-    args.command = "python benchmarks/face_detection.py " + " ".join(sys.argv[1:])
+    args.command = " ".join(["python benchmarks/face_detection.py", *sys.argv[1:]])
     if args.dry_run:
         args.images, args.repeat = min(args.images, 2), 1
         args.sizes = args.sizes if args.sizes != list(SIZES) else [16, 64]
