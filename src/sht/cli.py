@@ -287,13 +287,13 @@ def _detect_video(args: argparse.Namespace, weights: Path, path: Path) -> int:
     boxes = _read_boxes(args)
     try:
         smooth = OneEuroConfig.parse(args.smooth) if args.smooth is not None else None
-        cfg = TrackConfig(batch_frames=args.batch_frames, detect_every=args.detect_every, smooth=smooth)
+        settle: dict = {}
         if args.settle is not None:
             try:
-                cfg.settle = None if args.settle == "off" else float(args.settle)
+                settle["settle"] = None if args.settle == "off" else float(args.settle)
             except ValueError:
                 raise ValueError(f"--settle: a number or off, got {args.settle!r}") from None
-            cfg.__post_init__()
+        cfg = TrackConfig(batch_frames=args.batch_frames, detect_every=args.detect_every, smooth=smooth, **settle)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     overlay = Path(args.save_overlay) if args.save_overlay else None

@@ -17,7 +17,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 
 
 @dataclass
@@ -803,6 +803,17 @@ def model_config_diff(saved: dict[str, Any] | None, cfg: Any) -> list[str]:
     own = config_to_dict(cfg)["model"]
     default = config_to_dict(type(cfg.model)())
     return sorted(k for k in set(own) | set(saved) if saved.get(k, default.get(k)) != own.get(k))
+
+
+def check_model_config(where: Any, saved: dict[str, Any] | None, cfg: Any) -> None:
+    """Refuse to resume ``where`` (a run or checkpoint) with a model config other than the one it was trained with
+    (:func:`model_config_diff`): one :class:`~sht.errors.CheckpointError` line naming the fields."""
+    diff = model_config_diff(saved, cfg)
+    if diff:
+        raise CheckpointError(
+            f"{where}: was trained with a different model config ({', '.join(f'model.{k}' for k in diff)}); "
+            "use a new out_dir"
+        )
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

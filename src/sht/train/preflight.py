@@ -16,7 +16,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import Config, ConfigError, model_config_diff
+from ..config import Config, ConfigError, check_model_config
 from ..data.dataset import check_source
 from ..data.formats import IMAGE_SUFFIXES, DataError
 from ..data.unlabeled import VIDEO_SUFFIXES
@@ -102,12 +102,7 @@ def check_resume(cfg: Config, run: Path, stage_name: str) -> int | None:
         raise CheckpointError(
             f"{run}: holds a {doc.get('stage')!r} run, cannot resume it as stage {stage_name!r}; use a new out_dir"
         )
-    diff = model_config_diff(doc.get("config", {}).get("model"), cfg)
-    if diff:
-        raise CheckpointError(
-            f"{run}: was trained with a different model config ({', '.join(f'model.{k}' for k in diff)}); "
-            "use a new out_dir"
-        )
+    check_model_config(run, doc.get("config", {}).get("model"), cfg)
     return int(doc.get("step", 0))
 
 

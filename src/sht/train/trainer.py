@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from ..config import Config, DetectorConfig, config_to_dict, dump_yaml, model_config_diff
+from ..config import Config, DetectorConfig, check_model_config, config_to_dict, dump_yaml
 from ..errors import TrainingDiverged
 from .distributed import average_buffers
 from .logging import MetricLogger
@@ -138,12 +138,7 @@ class Trainer:
         _, doc = read_checkpoint(path)
         if doc.get("stage") != self.stage.name:
             raise CheckpointError(f"{path}: a {doc.get('stage')!r} checkpoint cannot resume stage {self.stage.name!r}")
-        diff = model_config_diff(doc.get("config", {}).get("model"), self.cfg)
-        if diff:
-            raise CheckpointError(
-                f"{path}: was trained with a different model config ({', '.join(f'model.{k}' for k in diff)}); "
-                "use a new out_dir"
-            )
+        check_model_config(path, doc.get("config", {}).get("model"), self.cfg)
         load_checkpoint(path, self.stage.modules, self.stage.optimizers)
         for k, s in self.schedulers.items():
             s.load_state_dict(doc["schedulers"][k])
