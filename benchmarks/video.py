@@ -17,11 +17,14 @@ Parts (each a list of units, saved to the results JSON as soon as it finishes, s
 
 Methods: ``track`` (``Detector.track`` with its defaults: raw landmarks and One-Euro smoothed ones, the filter's
 default parameters, from the same run; a second pass only where the crop moved more than ``settle``),
-``track-2pass`` (``settle=None``: two passes on every frame), ``track-1pass`` (``rounds=1``: one network pass per frame,
-the crop from the previous landmarks only), ``per-frame``
-(photo mode on every frame: ``Detector.detect_many`` in chunks of 8 frames, 3 network passes per face) and ``dlib``
+``track-faces`` (the same, also making every frame's hallucinated face: ``--save-faces``), ``track-2pass``
+(``settle=None``: two passes on every frame), ``track-1pass`` (``rounds=1``: one network pass per frame, the crop from
+the previous landmarks only), ``per-frame`` (photo mode on every frame: ``Detector.detect_many`` in chunks of 8
+frames, 3 network passes per face) and ``dlib``
 (dlib's 68-point shape predictor on every frame; its own HOG face detector is run too, and how often it finds the
-face is reported). Face boxes: OpenCV's Haar cascade cannot find faces below ~20 px, so every method gets the box of
+face is reported). All sht methods but ``track-faces`` compute landmarks only (``TrackConfig.faces=False``,
+``detect_many(face=False)``), as ``sht detect clip.mp4 --out clip.json`` does without ``--save-faces``. Face
+boxes: OpenCV's Haar cascade cannot find faces below ~20 px, so every method gets the box of
 the Haar detection on the *full-resolution* frame, scaled down (static part: the box that gives the true canonical
 crop). Its time is measured once per frame on the full-resolution frame and added to the methods that call it
 (``track`` only on its first frame and after a loss, ``per-frame`` on every frame). With ``--boxes sht`` the
@@ -175,12 +178,20 @@ def nearest(faces: list[tuple[int | None, np.ndarray]], target: np.ndarray, limi
 
 
 def run_track(
-    det, frames: list[Frame], fd: GivenBoxes, ref: np.ndarray, limit: np.ndarray, rounds: int = 2, settle="default"
+    det,
+    frames: list[Frame],
+    fd: GivenBoxes,
+    ref: np.ndarray,
+    limit: np.ndarray,
+    rounds: int = 2,
+    settle="default",
+    faces: bool = False,
 ) -> dict:
     """``Detector.track`` with smoothing on: per frame the raw and smoothed landmarks of the face matching the
-    reference (a track is broken where the id changes)."""
+    reference (a track is broken where the id changes). ``faces``: also make the hallucinated faces (off: landmarks
+    only, as ``sht detect clip.mp4 --out clip.json`` runs without ``--save-faces``)."""
     t0 = time.perf_counter()
-    cfg = TrackConfig(rounds=rounds, smooth=SMOOTH)
+    cfg = TrackConfig(rounds=rounds, smooth=SMOOTH, faces=faces)
     if settle != "default":
         cfg.settle = settle
     track = det.track(frames, cfg, face_detector=fd)
@@ -201,12 +212,13 @@ def run_track(
 
 
 def run_per_frame(det, frames: list[Frame], boxes: list[list[FaceBox]], seconds: list[float], ref, limit) -> dict:
-    """Photo mode on every frame with the frame's (scaled full-resolution Haar) boxes, 8 frames per batch."""
+    """Photo mode on every frame with the frame's face boxes, 8 frames per batch, landmarks only (as tracking)."""
     out = np.full((len(frames), 68, 2), np.nan)
     t0 = time.perf_counter()
     for i in range(0, len(frames), 8):
         chunk = frames[i : i + 8]
-        got = det.detect_many([f.image for f in chunk], [[b[:4] for b in _xyxy(boxes[f.index])] for f in chunk])
+        given = [[b[:4] for b in _xyxy(boxes[f.index])] for f in chunk]
+        got = det.detect_many([f.image for f in chunk], given, face=False)
         for f, faces in zip(chunk, got, strict=True):
             hit = nearest([(None, g.landmarks) for g in faces], ref[f.index], limit[f.index])
             if hit is not None:
@@ -250,9 +262,10 @@ class Dlib:
         }
 
 
-METHODS = ("track", "track-2pass", "track-1pass", "per-frame", "dlib")
+METHODS = ("track", "track-faces", "track-2pass", "track-1pass", "per-frame", "dlib")
 LABELS = {
     "track": "tracked",
+    "track-faces": "tracked, with the hallucinated faces",
     "track-2pass": "tracked, 2 passes per frame (settle off)",
     "track-1pass": "tracked, 1 pass per frame",
     "per-frame": "photo mode per frame",
@@ -265,6 +278,8 @@ def run_method(m: str, det, dl: Dlib | None, frames, boxes, secs, crops, ref, li
     canonical crops they give (for dlib)."""
     if m == "track":
         return run_track(det, frames, GivenBoxes(boxes, secs), ref, limit)
+    if m == "track-faces":
+        return run_track(det, frames, GivenBoxes(boxes, secs), ref, limit, faces=True)
     if m == "track-1pass":
         return run_track(det, frames, GivenBoxes(boxes, secs), ref, limit, rounds=1)
     if m == "track-2pass":
@@ -405,7 +420,7 @@ def reference(args, det, clip: Path, work: Path) -> Path:
 
     per_id: dict[int, dict[int, np.ndarray]] = {}
     t0 = time.perf_counter()
-    for res in det.track(stream()):
+    for res in det.track(stream(), TrackConfig(faces=False)):
         for g in res.faces:
             if g.landmarks is not None:
                 per_id.setdefault(g.id, {})[res.index] = g.landmarks
@@ -468,7 +483,7 @@ def part_clips(args, det, dl: Dlib | None, units: Units, work: Path) -> None:
     clips = sorted(Path(args.data, "videos").glob("*.mp4"))
     if args.clips:
         clips = [c for c in clips if c.stem in args.clips]
-    part = "clip" if args.boxes == "haar-full" else "clip-sht"
+    part = ("clip" if args.boxes == "haar-full" else "clip-sht") + ("-onnx" if args.backend == "onnx" else "")
     for clip in clips:
         methods = methods_for(dl)
         keys = {(s, m): f"{part}|{clip.stem}|{s}|{m}" for s in args.clip_sizes for m in methods}
@@ -541,6 +556,7 @@ def mean_of(rows: list[dict], key: str, weight: str | None = None) -> float | No
 ROWS = (
     ("track", "raw"),
     ("track", "smoothed"),
+    ("track-faces", "raw"),
     ("track-2pass", "raw"),
     ("track-1pass", "raw"),
     ("per-frame", "raw"),
@@ -601,7 +617,7 @@ def block(units: Units, args, minutes: float) -> str:
             markdown_table(["face", "method", "faces", "jitter", "2nd diff", "bias", "dlib HOG finds it (%)"], rows),
             "",
         ]
-    for part in ("clip", "clip-sht"):
+    for part in ("clip", "clip-sht", "clip-onnx", "clip-sht-onnx"):
         lines += clip_table(u, part)
     lines.append(f"Regenerate: `{args.command}`")
     return "\n".join(lines)
@@ -637,15 +653,16 @@ def clip_table(u: dict, part: str) -> list[str]:
             )
         source = (
             "the Haar detection on the full-resolution frame, scaled down (its time on the full frame counted)"
-            if part == "clip"
+            if not part.startswith("clip-sht")
             else "sht's face detector on the downscaled frame itself (its time counted)"
-        )
+        ) + (", the landmark network in ONNX Runtime (`--backend onnx`)" if part.endswith("-onnx") else "")
         lines += [
             f"**Talking heads, face boxes from {source}** (the shared clips downscaled so that the face's canonical "
             "crop is 16/24/32 px; reference: the same model tracking the full-resolution frames): jitter = second "
             "difference / inter-ocular (%), agreement = NME vs. the reference (%), coverage (%), frames/s (1 "
-            "thread; the face detector's time counted where a method calls it), face-detector calls per 100 "
-            "frames, frames where the face detector finds a face (%)",
+            "thread; the face detector's time counted where a method calls it; landmarks only, but for the row "
+            "with the hallucinated faces), face-detector calls per 100 frames, frames where the face detector "
+            "finds a face (%)",
             "",
             markdown_table(
                 [
@@ -677,9 +694,10 @@ def clip_table(u: dict, part: str) -> list[str]:
                 fp = sum(v["frames"] for v in p) / sum(v["frames"] / v["fps"] for v in p)
                 lt = sum(v["frames"] for v in t) / sum(v["frames"] / v["landmark_fps"] for v in t)
                 lp = sum(v["frames"] for v in p) / sum(v["frames"] / v["landmark_fps"] for v in p)
+                at, ap = mean_of(t, "raw_agreement", "frames"), mean_of(p, "raw_agreement", "frames")
                 sp.append(
                     f"{size} px: tracking {ft:.1f} vs per-frame {fp:.1f} frames/s = **{ft / fp:.2f}x** "
-                    f"({lt / lp:.2f}x without the face detector's time)"
+                    f"({lt / lp:.2f}x without the face detector's time), agreement {pct(at)} vs {pct(ap)} %"
                 )
         if sp:
             lines += ["Tracking against photo mode on every frame: " + "; ".join(sp) + ".", ""]
@@ -700,6 +718,9 @@ def main() -> None:
     ap.add_argument("--score-faces", type=int, default=80)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-dlib", action="store_true")
+    ap.add_argument(
+        "--backend", choices=["torch", "onnx"], default="torch", help="the landmark network's backend (part ...-onnx)"
+    )
     ap.add_argument(
         "--boxes",
         choices=["haar-full", "sht"],
@@ -723,7 +744,9 @@ def main() -> None:
     if not Path(args.data).is_dir():
         sys.exit(f"benchmarks/video.py: shared data not found at {args.data} (--data)")
     torch.set_num_threads(args.threads)
-    det = sht.Detector()
+    det = sht.Detector(backend=args.backend, threads=args.threads)
+    for face in (False, True):  # build the ONNX graphs (and warm torch up) before anything is timed
+        det.predictor.predict([Image.new("RGB", (16, 16))], face=face)
     dl = None if args.no_dlib else Dlib()
     units = Units(Path(args.results))
     t0 = time.perf_counter()

@@ -209,6 +209,22 @@ def test_settle_skips_the_second_pass_where_the_crop_stays_on_the_face(det, face
     assert np.mean(diff) < 0.5, diff  # pixels, on a ~28 px landmark box
 
 
+def test_tracking_without_faces_gives_the_same_landmarks_and_no_face(det, face):
+    """``TrackConfig(faces=False)`` (``sht detect VIDEO`` without --save-faces / --save-face-video) skips the work
+    that only makes the hallucinated face; the landmarks are those of the default run. Photo mode likewise."""
+    frames, _ = scene(face, moving(10))
+    with_faces = list(det.track(frames, fps=25))
+    without = list(det.track(frames, TrackConfig(faces=False), fps=25))
+    assert [len(r.faces) for r in without] == [len(r.faces) for r in with_faces] == [1] * 10
+    for a, b in zip(with_faces, without, strict=True):
+        assert a.faces[0].face is not None and a.faces[0].face.size == (128, 128)
+        assert b.faces[0].face is None
+        np.testing.assert_allclose(b.faces[0].landmarks, a.faces[0].landmarks, atol=1e-3)
+    full, lm_only = det.detect(frames[0]), det.detect(frames[0], face=False)
+    assert len(full) == len(lm_only) == 1 and full[0].face is not None and lm_only[0].face is None
+    np.testing.assert_allclose(lm_only[0].landmarks, full[0].landmarks, atol=1e-3)
+
+
 def test_a_face_leaving_the_frame_is_reported_lost(det, face):
     # the face slides out to the right: 10 px per frame from x = 60 (the frame is 200 px wide)
     frames, _ = scene(face, [(60 + 10 * t, 30) for t in range(16)])

@@ -17,7 +17,10 @@ frame always gets every pass): with ``settle`` set (the default, 0.04), a face i
 box of its new landmarks only when that box moved from the crop by more than ``settle`` of its side (centre shift or
 change of side) -- the translation the release model was trained to tolerate (``data.augment.translation``), so a
 crop within it is one the network has seen; most frames of a slowly moving face then cost one network pass. With
-``settle=None`` every face gets all ``rounds`` passes (landmarks only, then landmarks and face). The crops of all
+``settle=None`` every face gets all ``rounds`` passes (landmarks only, then landmarks and face). With ``faces``
+off, no pass makes the hallucinated face (``TrackedFace.face`` is None; the landmarks are the same, without the work
+that only produces the 128 px face: ``sht detect VIDEO`` turns it off unless ``--save-faces`` or
+``--save-face-video`` wants the faces). The crops of all
 tracked faces over ``batch_frames`` frames go through the network in one batched call per round, every frame of a
 batch starting from the last frame before it (moved by the velocity times the frames in between). A loss found after
 the first frame of a batch is not trusted (its starting crop was older): the batch is cut there and that frame is
@@ -368,6 +371,7 @@ class TrackConfig:
     keep_lost_s: float = 5.0
     smooth: OneEuroConfig | None = None
     settle: float | None = 0.04
+    faces: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_frames < 1 or self.rounds < 1:
@@ -536,9 +540,9 @@ class Track:
             for _ in range(self.cfg.rounds - 1):
                 pts, _, _ = self._predict(images, cur, face=False)
                 cur = [_canonical(p, c, margin) or c for p, c in zip(pts, cur, strict=True)]
-            pts, preds, views = self._predict(images, cur)
+            pts, preds, views = self._predict(images, cur, face=self.cfg.faces)
             return cur, pts, preds, views
-        pts, preds, views = self._predict(images, cur)
+        pts, preds, views = self._predict(images, cur, face=self.cfg.faces)
         todo = list(range(len(cur)))
         for _ in range(self.cfg.rounds - 1):
             new = {i: _canonical(pts[i], cur[i], margin) or cur[i] for i in todo}
@@ -547,7 +551,7 @@ class Track:
                 break
             for i in todo:
                 cur[i] = new[i]
-            again = self._predict([images[i] for i in todo], [cur[i] for i in todo])
+            again = self._predict([images[i] for i in todo], [cur[i] for i in todo], face=self.cfg.faces)
             for i, p, o, v in zip(todo, *again, strict=True):
                 pts[i], preds[i], views[i] = p, o, v
         return cur, pts, preds, views
