@@ -4,7 +4,7 @@ on the full-resolution (128 px HR) canonical crop of 300-W Helen test (the canon
 run beside each, issue 14's targets against what is reached, and the independent scorer's line as a cross-check.
 Also writes ``benchmarks/results/model_card.json``.
 
-    python benchmarks/model_card.py [--data ../shared/data] [--weights src/sht/weights/sht-small.safetensors]
+    python benchmarks/model_card.py [--data ../shared/data]   # the release family of sht.infer.RELEASE_FAMILY
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sht.checkpoint import read_checkpoint
 from sht.evaluation import evaluate_bicubic, evaluate_dlib, evaluate_model, load_eval_faces
-from sht.infer import RELEASE_WEIGHTS, Predictor
+from sht.infer import Predictor, release_predictor
 from sht.report import markdown_table
 
 HERE = Path(__file__).resolve().parent
@@ -28,23 +28,55 @@ FULL = 128  # the HR canonical crop: "full resolution" (score_detect.py's LR >= 
 TARGETS = {16: (4.3, 1.8), 32: (3.8, 0.0), 64: (3.3, 0.0), FULL: (3.2, None)}
 
 
+def member_info(pred: Predictor) -> tuple[dict, dict]:
+    """A member's provenance note and checkpoint header."""
+    _, doc = read_checkpoint(pred.source)
+    return json.loads(doc.get("note") or "{}"), doc
+
+
+def describe(pred: Predictor, max_side: int | None) -> str:
+    """One member of the release family: architecture, size, the crops it takes and how it was trained."""
+    info, doc = member_info(pred)
+    m = pred.config.model
+    path = Path(pred.source)
+    takes = f"crops up to {max_side} px" if max_side else "larger crops (and every crop when it is alone)"
+    lr = ", ".join(str(v) for v in dict.fromkeys(pred.config.data.lr_sizes))
+    return f"""### `{path.name}`: {m.input_size} px input, for {takes}
+
+A DHLN (paper §3.1: stacked-hourglass landmark stream + face-hallucination stream, fused by FUBlock1/FUBlock2) with
+the `small` preset: {m.input_size}x{m.input_size} input and heatmaps, {m.num_stacks} stacks x {m.channels} channels,
+{m.num_stacks} SR modules x {m.sr_blocks} SRBlocks x {m.sr_channels} channels, face hallucinated at
+{m.face_size}x{m.face_size}, 68 iBUG points. {pred.num_parameters / 1e6:.2f}M parameters, stored in
+{doc.get("dtype", "float16")} ({path.stat().st_size / 1e6:.1f} MB). Trained on {lr} px faces (bicubic, 8-bit), resized
+to {m.input_size} px. FPTN, used in training, is not part of it.
+
+- Recipe: {info.get("recipe", doc.get("stage", "?"))}
+- Data: {info.get("data", "?")}; {info.get("faces", "?")}
+- Validation (model selection): {info.get("validation", "none recorded")}
+- Selection: {info.get("selection", "none recorded")}
+- Released: {info.get("choice", "?")}
+- Command: `{info.get("command", "?")}`
+- Machine and time: {info.get("machine", "?")}
+- Checkpoint: stage `{doc.get("stage")}`, step {doc.get("step")}, exported with `sht export ... --weights`.
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
-    ap.add_argument("--weights", default=str(RELEASE_WEIGHTS))
     ap.add_argument("--out", default=str(ROOT / "MODEL_CARD.md"))
     args = ap.parse_args()
-    data, weights = Path(args.data), Path(args.weights)
+    data = Path(args.data)
     test_dir = data / "300w" / "helen" / "testset"
     if not test_dir.is_dir():
         sys.exit(f"Helen test not found at {test_dir}")
-    _, doc = read_checkpoint(weights)
-    info = json.loads(doc.get("note") or "{}")
-    pred = Predictor.from_checkpoint(weights)
+    pred = release_predictor()
+    members = getattr(pred, "members", [(pred, None)])
     cfg = pred.config
     test = load_eval_faces([str(test_dir)], cfg.model.face_size, cfg.data.margin)
     sizes = (*LR_SIZES, FULL)
-    res = evaluate_model(pred.model, test, pred.codec, sizes)
+    each = {p.source: evaluate_model(p.model, test, p.codec, sizes) for p, _ in members}
+    res = {s: each[pred.member_for(s).source][s] for s in sizes}
     bic = evaluate_bicubic(test, LR_SIZES)
     dl, hog = evaluate_dlib(test, sizes)
     rows, targets, doc_rows = [], [], []
@@ -55,6 +87,7 @@ def main() -> None:
         rows.append(
             [
                 "full (128 px HR crop)" if full else s,
+                Path(pred.member_for(s).source).stem,
                 f"{m['nme']:.2f}",
                 f"{m['fr']:.1f}",
                 f"{m['auc']:.3f}",
@@ -83,6 +116,7 @@ def main() -> None:
         doc_rows.append(
             {
                 "lr": "full" if full else s,
+                "model": Path(pred.member_for(s).source).name,
                 "nme_io": m["nme"],
                 "fr10": m["fr"],
                 "auc10": m["auc"],
@@ -98,6 +132,7 @@ def main() -> None:
     table = markdown_table(
         [
             "LR px",
+            "model",
             "NME_io %",
             "FR10 %",
             "AUC10",
@@ -117,7 +152,12 @@ def main() -> None:
     out_json.write_text(
         json.dumps(
             {
-                "weights": weights.name,
+                "weights": [Path(p.source).name for p, _ in members],
+                "family": [[Path(p.source).name, m] for p, m in members],
+                "each_model": {
+                    Path(k).name: {("full" if s == FULL else s): r[s].summary()["nme"] for s in sizes}
+                    for k, r in each.items()
+                },
                 "test": str(test_dir),
                 "faces": len(test),
                 "rows": doc_rows,
@@ -137,45 +177,36 @@ def main() -> None:
                 str(test_dir),
                 "16",
                 "--faces",
-                "--weights",
-                str(weights),
             ],
             capture_output=True,
             text=True,
         )
         cross = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else f"failed: {r.stderr[-200:]}"
-    m = cfg.model
-    size_mb = weights.stat().st_size / 1e6
-    params = sum(p.numel() for p in pred.model.parameters())
-    text = f"""# Model card: `sht-small` (the release weights shipped with sht)
+    names = " + ".join(f"`{Path(p.source).name}`" for p, _ in members)
+    rule = "; ".join(
+        (f"crops up to {mx} px: `{Path(p.source).stem}`" if mx else f"larger: `{Path(p.source).stem}`")
+        for p, mx in members
+    )
+    each_table = markdown_table(
+        ["model", *[("full" if s == FULL else f"{s} px") for s in sizes]],
+        [[Path(k).stem, *[f"{r[s].summary()['nme']:.2f}" for s in sizes]] for k, r in each.items()],
+    )
+    text = f"""# Model card: the release models shipped with sht
 
-`sht.Detector()` and `sht detect` (without `--weights`) load `src/sht/weights/sht-small.safetensors`.
-
-## What it is
-
-A DHLN (paper §3.1: stacked-hourglass landmark stream + face-hallucination stream, fused by FUBlock1/FUBlock2) with
-the `small` preset: {m.input_size}x{m.input_size} input and heatmaps, {m.num_stacks} stacks x {m.channels} channels,
-{m.num_stacks} SR modules x {m.sr_blocks} SRBlocks x {m.sr_channels} channels, face hallucinated at
-{m.face_size}x{m.face_size}, 68 iBUG points. {params / 1e6:.2f}M parameters, stored in {doc.get("dtype", "float16")}
-({size_mb:.1f} MB). FPTN, used in training, is not part of it.
+`sht.Detector()` and `sht detect` (without `--weights`) load the release family {names} from
+`src/sht/weights/` (`sht.infer.RELEASE_FAMILY`, `release_predictor()`): each face crop goes to one model by its
+size ({rule}), the boundary chosen on the validation split (`python benchmarks/family.py`, benchmarks/RESULTS.md
+"The release family"). In photo and video mode the crop is taken at the face's native resolution, so the face's
+size picks the model.
 
 Input: a face crop in the canonical convention (square, centred on the 68-point box, side 1.3x its larger side) at
-any resolution -- it was trained on 16, 32 and 64 px faces (bicubic, 8-bit), resized to {m.input_size} px.
-Output: 68 landmarks in the crop's pixels and a {m.face_size} px hallucinated face. For whole photos,
-`Detector.detect` finds faces first (sht's own face detector, `sht/weights/face-detector.safetensors`; OpenCV Haar
-or dlib HOG on request), crops them and re-centres the crop on the landmarks.
+any resolution. Output: 68 landmarks in the crop's pixels and a {cfg.model.face_size} px hallucinated face. For whole
+photos, `Detector.detect` finds faces first (sht's own face detector, `sht/weights/face-detector.safetensors`;
+OpenCV Haar or dlib HOG on request), crops them and re-centres the crop on the landmarks.
 
-## Training
+## What they are and how they were trained
 
-- Recipe: {info.get("recipe", doc.get("stage", "?"))}
-- Data: {info.get("data", "?")}; {info.get("faces", "?")}
-- Validation (model selection): {info.get("validation", "none recorded")}
-- Selection: {info.get("selection", "none recorded")}
-- Released: {info.get("choice", "?")}
-- Command: `{info.get("command", "?")}`
-- Machine and time: {info.get("machine", "?")}
-- Checkpoint: stage `{doc.get("stage")}`, step {doc.get("step")}, exported with `sht export ... --weights`.
-
+{chr(10).join(describe(p, mx) for p, mx in members)}
 ## Measured on 300-W Helen test ({len(test)} faces, never used in training or model selection)
 
 Canonical 128 px crops, bicubic LR at each size ("full": the 128 px crop itself); NME normalised by the outer eye
@@ -188,7 +219,11 @@ figures in this table are the comparison.
 
 {table}
 
-Issue 14's targets for the release model against what this model reaches:
+Each model of the family at every size (NME_io %; the table above takes each size from its model):
+
+{each_table}
+
+Issue 14's targets for the release model against what it reaches:
 
 {target_table}
 
@@ -198,13 +233,13 @@ Regenerate these numbers: `python benchmarks/model_card.py`.
 
 ## Known limits
 
-- Trained on {info.get("faces", "a few thousand labeled faces")}, for a CPU budget
-  ({info.get("machine", "?")}); it is far from the paper's GPU-scale models: expect NME around the figures above,
-  worse on large poses, occlusion and faces unlike the training data.
+- Trained for a CPU budget on a few thousand manually labeled faces (and, where its card says so, All-Age-Faces
+  with dlib's landmarks as labels, which carry dlib's own errors); far from the paper's GPU-scale models: expect NME
+  around the figures above, worse on large poses, occlusion and faces unlike the training data.
 - The input must be a face crop in the canonical convention; other framings (tight boxes, much looser crops)
   degrade accuracy. `Detector.detect` builds such crops from a face detector box and refines them.
-- 64 px faces are resized to the 32 px input: detail beyond 32 px is only used by the face's bicubic base image,
-  so it gains little over bicubic at 64 px.
+- 64 px and larger faces are resized to the 32 px input: detail beyond 32 px is only used by the face's bicubic
+  base image, so it gains little over bicubic at 64 px.
 - The face detectors miss some faces (sht's: benchmarks/RESULTS.md, "Face detection"; Haar: most faces below
   24 px and profiles); pass boxes (`--box`, `boxes=`) for those.
 - Research use: the training data (300-W / Helen, YouTube Faces, All-Age-Faces) are for research use only.

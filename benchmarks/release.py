@@ -6,8 +6,12 @@
 Runs the SHT recipe (resumable; each stage keeps its best checkpoint on the validation split), scores the DHLN of
 every trained stage on the validation split (``data.val``: faces held out of the training data, never a test
 set), releases the stage with the lowest validation NME_io at 16 px (or ``--stage N``), exports it as fp16 to
-src/sht/weights/sht-small.safetensors with its provenance, and regenerates MODEL_CARD.md
-(benchmarks/model_card.py). Without arguments it reproduces the shipped weights.
+src/sht/weights/sht-small.safetensors (``--export``: another member of the release family) with its provenance,
+and regenerates MODEL_CARD.md (benchmarks/model_card.py). Without arguments it reproduces the main shipped
+weights; the 16 px member:
+
+    python benchmarks/release.py --config benchmarks/configs/release-small16.yaml --out runs/release-small16 \
+        --stages 1 --export src/sht/weights/sht-small16.safetensors
 """
 
 from __future__ import annotations
@@ -61,6 +65,11 @@ def main() -> None:
     ap.add_argument("--stage", type=int, choices=[1, 3, 4], help="release this stage instead of the validation choice")
     ap.add_argument("--machine-note", default="", help="a remark on the machine (e.g. shared with another job)")
     ap.add_argument("--override", nargs="*", default=[], help="extra key=value config overrides (e.g. train.threads=1)")
+    ap.add_argument(
+        "--export",
+        default=str(RELEASE_WEIGHTS),
+        help="where the released weights go (a member of sht.infer.RELEASE_FAMILY; default: the main one)",
+    )
     args = ap.parse_args()
     cfg = load_config(args.config, args.override)
     if not cfg.data.val:
@@ -88,13 +97,13 @@ def main() -> None:
         "validation": f"{n_val} faces of {', '.join(cfg.data.val)} (held out of the training data by photo)",
         "selection": f"validation NME_io at 16 px (best checkpoint of each stage): {table}",
         "choice": f"stage {chosen}: {why}",
-        "command": "python benchmarks/release.py" + (f" --stage {args.stage}" if args.stage else ""),
+        "command": "python benchmarks/release.py" + "".join(f" {a}" for a in sys.argv[1:]),
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} thread(s), {seconds / 60:.0f} min of training"
         + (f" ({args.machine_note})" if args.machine_note else ""),
     }
-    out = export_weights(ckpt, RELEASE_WEIGHTS, fp16=True, note=json.dumps(note))
+    out = export_weights(ckpt, args.export, fp16=True, note=json.dumps(note))
     print(f"released stage {chosen}: {ckpt} -> {out} ({out.stat().st_size / 1e6:.2f} MB); {note['selection']}")
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model_card.py"), "--weights", str(out)], check=True)
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model_card.py")], check=True)
 
 
 if __name__ == "__main__":

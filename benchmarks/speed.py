@@ -509,12 +509,13 @@ def section_throughput(
     Resumable per unit: every measurement (size, backend, output, threads, batch), dlib per size and the agreement
     per (size, threads) is saved to ``units_dir/<weights hash>-f<faces>-r<repeat>.json`` as it finishes, and a
     rerun measures only what is missing (delete the file to measure again)."""
-    from sht.infer import Predictor, release_weights
+    from sht.infer import RELEASE_FAMILY, release_predictor, release_weights
     from sht.teacher import DlibTeacher
 
-    weights = release_weights()
+    release_weights()  # one clear line when the weights are missing
+    files = [f for f, _ in RELEASE_FAMILY if f.is_file()]  # the release family (each crop by its size)
     units_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
     store = units_dir / f"{digest}-f{faces}-r{repeat}.json"
     units: dict = json.loads(store.read_text()) if store.exists() else {}
 
@@ -526,7 +527,8 @@ def section_throughput(
 
     teacher = DlibTeacher()
     rect = teacher.rect(0, 0, 128, 128)
-    rows, doc = [], {"faces": faces, "repeat": repeat, "weights": weights.name, "runs": [], "dlib": {}, "agree": {}}
+    names = " + ".join(f.name for f in files)
+    rows, doc = [], {"faces": faces, "repeat": repeat, "weights": names, "runs": [], "dlib": {}, "agree": {}}
     cache = str(units_dir / "onnx")  # each graph exported once, kept across reruns
     for size in sizes:
         crops = tiled_crops(faces, size)
@@ -536,9 +538,7 @@ def section_throughput(
 
             def pred_for(b: str, n: int = n, preds: dict = preds):
                 if b not in preds:
-                    preds[b] = Predictor.from_checkpoint(
-                        weights, backend=b, threads=n, onnx_cache=cache if b == "onnx" else None
-                    )
+                    preds[b] = release_predictor(backend=b, threads=n, onnx_cache=cache if b == "onnx" else None)
                 return preds[b]
 
             for backend in ("torch", "onnx"):

@@ -195,12 +195,17 @@ def _face_detector_name(args: argparse.Namespace) -> str:
     return name
 
 
-def _detect_crops(args: argparse.Namespace, weights: Path, good: list[Path], images: list, out: _Outputs):  # noqa: ANN001, ANN202
+def _detect_crops(args: argparse.Namespace, weights: Path | None, good: list[Path], images: list, out: _Outputs):  # noqa: ANN001, ANN202
     """Crop mode: every input is a canonical face crop; one result per image."""
-    from .infer import Predictor
+    from .infer import Predictor, release_predictor
     from .report import detection_panel
 
-    model = Predictor.from_checkpoint(weights, device=args.device, backend=args.backend, threads=args.threads)
+    kw = {"backend": args.backend, "threads": args.threads}
+    model = (
+        release_predictor(args.device, **kw)
+        if weights is None
+        else Predictor.from_checkpoint(weights, device=args.device, **kw)
+    )
     face = out.faces is not None or out.overlays is not None  # the JSON holds landmarks only
     results = []
     for p, im, pred in zip(good, images, model.predict(images, args.batch_size, face=face), strict=True):
@@ -220,7 +225,7 @@ def _detect_crops(args: argparse.Namespace, weights: Path, good: list[Path], ima
     return model, results
 
 
-def _detector(args: argparse.Namespace, weights: Path):  # noqa: ANN202 - a sht.infer.Detector
+def _detector(args: argparse.Namespace, weights: Path | None):  # noqa: ANN202 - a sht.infer.Detector
     """The photo / video detector of ``sht detect``'s options (face detector, device, backend, threads)."""
     from .infer import Detector
 
@@ -233,7 +238,7 @@ def _detector(args: argparse.Namespace, weights: Path):  # noqa: ANN202 - a sht.
     )
 
 
-def _detect_photos(args: argparse.Namespace, weights: Path, good: list[Path], images: list, out: _Outputs):  # noqa: ANN001, ANN202
+def _detect_photos(args: argparse.Namespace, weights: Path | None, good: list[Path], images: list, out: _Outputs):  # noqa: ANN001, ANN202
     """Photo mode: faces are found (or boxes given), cropped canonically and refined; one entry per photo with
     its faces in photo coordinates."""
     from .report import detection_panel
@@ -248,7 +253,7 @@ def _detect_photos(args: argparse.Namespace, weights: Path, good: list[Path], im
             entry["error"] = "no box given for this image"
             results.append(entry)
             continue
-        faces = det.detect(im, given)
+        faces = det.detect(im, given, face=out.faces is not None or out.overlays is not None)
         stem = out.stem(p.stem)
         for i, f in enumerate(faces):
             fe: dict[str, object] = {
@@ -277,7 +282,7 @@ def _detect_photos(args: argparse.Namespace, weights: Path, good: list[Path], im
     return det.predictor, results
 
 
-def _detect_video(args: argparse.Namespace, weights: Path, path: Path) -> int:
+def _detect_video(args: argparse.Namespace, weights: Path | None, path: Path) -> int:
     """Video mode: faces are detected on the first frame and tracked along the clip (:mod:`sht.video`); JSON
     (written whole at the end or on Ctrl-C, ``complete: false`` then), CSV, overlay and face videos."""
     from .video import OneEuroConfig, TrackConfig, is_video, run_video
@@ -293,7 +298,10 @@ def _detect_video(args: argparse.Namespace, weights: Path, path: Path) -> int:
                 settle["settle"] = None if args.settle == "off" else float(args.settle)
             except ValueError:
                 raise ValueError(f"--settle: a number or off, got {args.settle!r}") from None
-        cfg = TrackConfig(batch_frames=args.batch_frames, detect_every=args.detect_every, smooth=smooth, **settle)
+        faces = bool(args.save_faces or args.save_face_video)  # the overlay draws landmarks only
+        cfg = TrackConfig(
+            batch_frames=args.batch_frames, detect_every=args.detect_every, smooth=smooth, faces=faces, **settle
+        )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     overlay = Path(args.save_overlay) if args.save_overlay else None
@@ -303,7 +311,7 @@ def _detect_video(args: argparse.Namespace, weights: Path, path: Path) -> int:
     track = det.track(path, cfg, boxes=boxes)  # type: ignore[arg-type]
     model = det.predictor
     header = {
-        "weights": str(weights),
+        "weights": model.source,
         "mode": "video",
         "convention": "x right, y down, pixels of the video frame, frame spans [0,W]x[0,H]; time in seconds",
         "model": {"streams": model.config.model.streams, "input_size": model.input_size, "face_size": model.face_size},
@@ -340,10 +348,9 @@ def _detect_video(args: argparse.Namespace, weights: Path, path: Path) -> int:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from .data.formats import load_image
-    from .infer import release_weights
     from .video import is_video
 
-    weights = Path(args.weights) if args.weights else release_weights()
+    weights = Path(args.weights) if args.weights else None  # None: the release family
     videos = [Path(p) for p in args.inputs if is_video(p)]
     if videos:
         if len(args.inputs) > 1:
@@ -365,7 +372,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     run = _detect_photos if photo else _detect_crops
     model, results = run(args, weights, good, images, out)
     doc = {
-        "weights": str(weights),
+        "weights": model.source,
         "mode": "photo" if photo else "crop",
         "convention": "x right, y down, pixels of each input image, image spans [0,W]x[0,H]",
         "model": {

@@ -272,6 +272,15 @@ def lfw_faces(count: int = 100):  # noqa: ANN201 - list of PIL images
     return [Image.fromarray((f * 255).round().astype(np.uint8)).convert("RGB") for f in faces]
 
 
+def _inputs(pred) -> str:  # noqa: ANN001 - a Predictor or PredictorFamily
+    """``32 px network input`` or, for a family, each member's input and the crops it takes."""
+    members = getattr(pred, "members", None)
+    if not members:
+        return f"{pred.input_size} px network input"
+    parts = [f"{p.input_size} px input for " + (f"crops up to {m} px" if m else "larger crops") for p, m in members]
+    return "a family of models chosen by the crop's size: " + "; ".join(parts)
+
+
 def run_demo(out_dir: str | Path = "demo-out", weights: str | Path | None = None, faces: int = 48) -> Path:
     """The shipped model on real faces (LFW 25 px, the astronaut at 16/32/64 px) and on ``faces`` generated faces
     (NME against their exact landmarks, PSNR_Y against bicubic); writes ``report.html``, ``report.md``,
@@ -293,8 +302,8 @@ def run_demo(out_dir: str | Path = "demo-out", weights: str | Path | None = None
     blocks: list[Block] = [
         (
             "p",
-            f"Weights: `{pred.source}` ({sum(p.numel() for p in pred.model.parameters()) / 1e6:.2f}M parameters, "
-            f"{cfg.model.input_size} px network input, {fs} px hallucinated face; see MODEL_CARD.md). Every face "
+            f"Weights: `{pred.source}` ({pred.num_parameters / 1e6:.2f}M parameters, {_inputs(pred)}, "
+            f"{fs} px hallucinated face; see MODEL_CARD.md). Every face "
             "below is a real or generated face the model never saw in training; nothing was downloaded.",
         )
     ]
@@ -360,7 +369,7 @@ def run_demo(out_dir: str | Path = "demo-out", weights: str | Path | None = None
 
     # 3. generated faces with exactly known landmarks: accuracy and hallucination against bicubic
     gen = load_sources([f"synthetic:{faces}:4242"], fs, cfg.data.margin, 1.0)
-    res = evaluate_model(pred.model, gen, pred.codec, LR_SIZES)
+    res = {s: evaluate_model(m.model, gen, m.codec, [s])[s] for s in LR_SIZES for m in [pred.member_for(s)]}
     bic = evaluate_bicubic(gen, LR_SIZES)
     table = []
     for s in LR_SIZES:
@@ -369,7 +378,7 @@ def run_demo(out_dir: str | Path = "demo-out", weights: str | Path | None = None
         table.append([s, f"{d['nme']:.2f}", f"{d['fr']:.1f}", f"{d['psnr']:.2f}", f"{b['psnr']:.2f}"])
     for s in LR_SIZES:
         face_grid(
-            face_panels(pred.model, gen, pred.codec, s, count=4),
+            face_panels(pred.member_for(s).model, gen, pred.member_for(s).codec, s, count=4),
             ["LR", "bicubic", "model", "HR"],
             out / f"generated_{s}px.png",
         )

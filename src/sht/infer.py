@@ -179,8 +179,107 @@ class Predictor:
         """Landmarks only, in each image's pixels (the :data:`sht.faces.LandmarkFn` of this model)."""
         return [p.landmarks for p in self.predict(images, face=False)]
 
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
 
-RELEASE_WEIGHTS = Path(__file__).resolve().parent / "weights" / "sht-small.safetensors"
+    def member_for(self, side: int) -> Predictor:
+        """The predictor of a crop whose larger side is ``side`` px: this one (a family picks a member)."""
+        return self
+
+
+class PredictorFamily:
+    """Several predictors behind the :class:`Predictor` interface, each for crops up to a size: a crop goes to the
+    first member whose ``max_side`` is at least its larger side, the last member (``max_side`` None) takes the rest.
+    The release family (:data:`RELEASE_FAMILY`) puts a 16 px-input model on the smallest crops, which it runs about
+    4x cheaper, and the 32 px-input one above; the crop size is the face's native resolution in photo and video
+    mode (:func:`sht.faces.crop_size_for`), so the choice follows the face's size. Members share the face size,
+    the crop margin and the landmark scheme, so their outputs are interchangeable; ``config`` is the last
+    member's."""
+
+    def __init__(self, members: Sequence[tuple[Predictor, int | None]]) -> None:
+        if not members or members[-1][1] is not None or any(m is None for _, m in members[:-1]):
+            raise ConfigError("a predictor family needs members with max sizes, the last one with None (the rest)")
+        sides = [m for _, m in members[:-1]]
+        if sides != sorted(set(sides)):
+            raise ConfigError(f"the family's max sizes must increase, got {sides}")
+        ref = members[-1][0].config
+        for pred, _ in members:
+            c = pred.config
+            same = (c.model.face_size, c.data.margin, c.model.num_landmarks)
+            if same != (ref.model.face_size, ref.data.margin, ref.model.num_landmarks):
+                raise ConfigError(f"{pred.source}: face size, margin or landmarks differ from {members[-1][0].source}")
+        self.members = list(members)
+
+    @classmethod
+    def from_files(
+        cls, files: Sequence[tuple[str | Path, int | None]], device: torch.device | str = "cpu", **kwargs: Any
+    ) -> PredictorFamily:
+        return cls([(Predictor.from_checkpoint(f, device, **kwargs), m) for f, m in files])
+
+    def member_for(self, side: int) -> Predictor:
+        """The member that predicts a crop whose larger side is ``side`` pixels."""
+        return next(p for p, m in self.members if m is None or side <= m)
+
+    @property
+    def config(self) -> Config:
+        return self.members[-1][0].config
+
+    @property
+    def input_size(self) -> int:
+        return self.members[-1][0].input_size
+
+    @property
+    def face_size(self) -> int:
+        return self.members[-1][0].face_size
+
+    @property
+    def source(self) -> str:
+        return " + ".join(p.source for p, _ in self.members)
+
+    @property
+    def backend(self) -> str:
+        return self.members[-1][0].backend
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.num_parameters for p, _ in self.members)
+
+    def predict(self, images: Sequence[Image.Image], batch_size: int = 64, face: bool = True) -> list[Prediction]:
+        """:meth:`Predictor.predict`, each crop by its member (one batched call per member), in input order."""
+        groups: dict[int, list[int]] = {}
+        for i, im in enumerate(images):
+            pred = self.member_for(max(im.size))
+            groups.setdefault(id(pred), []).append(i)
+        out: list[Prediction | None] = [None] * len(images)
+        for pred, _ in self.members:
+            idx = groups.get(id(pred), [])
+            if idx:
+                for i, r in zip(idx, pred.predict([images[i] for i in idx], batch_size, face), strict=True):
+                    out[i] = r
+        return out  # type: ignore[return-value]
+
+    def landmarks_of(self, images: list[Image.Image]) -> list[np.ndarray]:
+        return [p.landmarks for p in self.predict(images, face=False)]
+
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+RELEASE_WEIGHTS = WEIGHTS_DIR / "sht-small.safetensors"
+#: The release family: (weights, largest crop side it predicts). The 24 px boundary is where the 16 px-input model
+#: stops beating the 32 px-input one on the validation split (benchmarks/family.py, results/family.json).
+RELEASE_FAMILY: tuple[tuple[Path, int | None], ...] = (
+    (WEIGHTS_DIR / "sht-small16.safetensors", 24),
+    (RELEASE_WEIGHTS, None),
+)
+
+
+def release_predictor(device: torch.device | str = "cpu", **kwargs: Any) -> Predictor | PredictorFamily:
+    """The release model: the :data:`RELEASE_FAMILY` members that ship in this installation (a family when more
+    than the main weights are there, else the main :class:`Predictor`)."""
+    files = [(f, m) for f, m in RELEASE_FAMILY[:-1] if f.is_file()] + [(release_weights(), None)]
+    if len(files) == 1:
+        return Predictor.from_checkpoint(files[0][0], device, **kwargs)
+    return PredictorFamily.from_files(files, device, **kwargs)
 
 
 def release_weights() -> Path:
@@ -208,7 +307,8 @@ class Face:
 class Detector:
     """Low-resolution landmark detector with face hallucination, in the spirit of face-alignment's API.
 
-    ``Detector()`` loads the release weights that ship with sht; ``Detector(weights=PATH)`` any sht checkpoint.
+    ``Detector()`` loads the release model that ships with sht (a family of models chosen by the crop's size:
+    :func:`release_predictor`); ``Detector(weights=PATH)`` any sht checkpoint.
     ``landmarks(crop)`` / ``hallucinate(crop)`` take canonical face crops of any size (e.g. 16x16);
     ``detect(photo, boxes=None)`` finds faces (by default sht's own face detector where its weights ship, else
     OpenCV's Haar cascade: :func:`~sht.faces.default_face_detector`; ``face_detector='haar'``, ``'dlib'`` (HOG),
@@ -229,12 +329,9 @@ class Detector:
         backend: str = "torch",
         threads: int = 0,
     ) -> None:
-        self.predictor = Predictor.from_checkpoint(
-            weights if weights is not None else release_weights(),
-            device,
-            compile=compile,
-            backend=backend,
-            threads=threads,
+        kw: dict[str, Any] = {"compile": compile, "backend": backend, "threads": threads}
+        self.predictor: Predictor | PredictorFamily = (
+            release_predictor(device, **kw) if weights is None else Predictor.from_checkpoint(weights, device, **kw)
         )
         if not self.predictor.config.model.has_landmarks:
             raise CheckpointError(f"{self.predictor.source}: an FHS (face-only) model cannot detect landmarks")
@@ -294,14 +391,19 @@ class Detector:
 
         return Track(self, frames, config, fps=fps, boxes=boxes, face_detector=face_detector)
 
-    def detect(self, image: Image.Image, boxes: Sequence[Sequence[float]] | None = None) -> list[Face]:
+    def detect(
+        self, image: Image.Image, boxes: Sequence[Sequence[float]] | None = None, face: bool = True
+    ) -> list[Face]:
         """Faces of a photo: detector boxes (or ``boxes``, ``(x0, y0, x1, y1)`` given instead of the face
         detector) -> calibrated canonical crops -> refined with the landmarks -> a final prediction on the final
-        crop (landmarks in photo pixels, hallucinated face)."""
-        return self.detect_many([image], None if boxes is None else [boxes])[0]
+        crop (landmarks in photo pixels, hallucinated face; ``face=False``: the same landmarks, no face)."""
+        return self.detect_many([image], None if boxes is None else [boxes], face=face)[0]
 
     def detect_many(
-        self, images: Sequence[Image.Image], boxes: Sequence[Sequence[Sequence[float]]] | None = None
+        self,
+        images: Sequence[Image.Image],
+        boxes: Sequence[Sequence[Sequence[float]]] | None = None,
+        face: bool = True,
     ) -> list[list[Face]]:
         """:meth:`detect` for several photos at once, the crops of all photos predicted in batches."""
         fd = self.face_detector() if boxes is None else None
@@ -323,7 +425,7 @@ class Detector:
         crops, _ = refine_crops(pred.landmarks_of, srcs, crops, pred.face_size, self.refine, pred.config.data.margin)
         sizes = [crop_size_for(c, pred.face_size) for c in crops]
         views = [crop_image(im, c, n) for im, c, n in zip(srcs, crops, sizes, strict=True)]
-        for i, b, c, n, p in zip(owner, flat, crops, sizes, pred.predict(views), strict=True):
+        for i, b, c, n, p in zip(owner, flat, crops, sizes, pred.predict(views, face=face), strict=True):
             score = None if fd is None else b.score
             box = (b.x0, b.y0, b.x1, b.y1)
             out[i].append(Face(box, (c.x0, c.y0, c.side), c.to_source(p.landmarks, n), p.scores, p.face, score))
