@@ -83,3 +83,14 @@ def test_the_release_family_ships_small_fp16_members_with_provenance():
         with safe_open(str(f), "pt") as fh:
             doc = json.loads(fh.metadata()["sht"])
         assert doc["dtype"] == "float16" and "benchmarks/release.py" in json.loads(doc["note"])["command"]
+
+
+def test_the_release_boundary_is_the_one_the_validation_split_chose():
+    """``RELEASE_FAMILY``'s boundary is the one ``benchmarks/family.py`` measured (results/family.json)."""
+    import json
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "family.json"
+    if not doc.is_file():
+        pytest.skip("benchmarks/results/family.json not in this checkout")
+    assert RELEASE_FAMILY[0][1] == json.loads(doc.read_text())["boundary"]

@@ -265,10 +265,10 @@ class PredictorFamily:
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 RELEASE_WEIGHTS = WEIGHTS_DIR / "sht-small.safetensors"
-#: The release family: (weights, largest crop side it predicts). The 24 px boundary is where the 16 px-input model
+#: The release family: (weights, largest crop side it predicts). The 20 px boundary is where the 16 px-input model
 #: stops beating the 32 px-input one on the validation split (benchmarks/family.py, results/family.json).
 RELEASE_FAMILY: tuple[tuple[Path, int | None], ...] = (
-    (WEIGHTS_DIR / "sht-small16.safetensors", 24),
+    (WEIGHTS_DIR / "sht-small16.safetensors", 20),
     (RELEASE_WEIGHTS, None),
 )
 
