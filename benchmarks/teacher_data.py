@@ -86,15 +86,18 @@ def main() -> None:
         for k, label in (("without", "without All-Age-Faces"), ("with", "with All-Age-Faces (dlib labels)"))
     ]
     best_rows.append(
-        ["dlib, the teacher (full-resolution crop / 16 px upsampled)", f"{teacher['full']:.2f} / {teacher[16]:.2f}"]
-        + [""] * (len(SIZES))
+        [
+            "dlib, the teacher (16 px crop upsampled to 128 px)",
+            *[f"{teacher[16]:.2f}" if s == 16 else "" for s in SIZES],
+            "",
+        ]
     )
     m = cfg.model
     block = "\n".join(
         [
             "## Teacher-labeled faces: what All-Age-Faces with dlib's landmarks adds (issue 14)",
             "",
-            f"Stage 1 of `{m.input_size}` px-input DHLN small, the same config with and without the 13,030 "
+            f"Stage 1 of the {m.input_size} px-input DHLN small, the same config with and without the 13,030 "
             "All-Age-Faces crops that `sht data label ../shared/data/aaf128 --teacher dlib` labels (of 13,322; "
             "dlib's HOG finds no face in the rest). Validation NME_io (%) at 16 px on "
             f"{len(val)} held-out Helen-train faces, at the evaluation steps both runs have:",
