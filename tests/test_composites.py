@@ -177,3 +177,60 @@ def test_train_detector_cli(tmp_path, capsys):
     assert "face-detector.safetensors" in capsys.readouterr().out
     assert main(["train", "detector/small"]) == 2
     assert "sht train-detector detector/small" in capsys.readouterr().err
+
+
+def test_fine_tuning_starts_from_an_export_and_mines_its_mistakes(tmp_path):
+    from sht.checkpoint import CheckpointError
+    from sht.config import ConfigError
+    from sht.train.face_detector import mined_negatives
+
+    first = tmp_path / "first"
+    cfg = load_detector_config("small", [*TINY, "data.val_images=0", "train.steps=2", f"train.out_dir={first}"])
+    train_detector(cfg)
+    export = first / "face-detector.safetensors"
+    shipped = load_file(str(export))
+
+    tuned = load_detector_config("small", [*TINY, "data.val_images=0", f"init={export}"])
+    stage = DetectorStage(tuned, torch.device("cpu"))
+    own = stage.model.state_dict()
+    assert all(torch.equal(own[k], shipped["detector." + k].float()) for k in own)  # fp16 export, widened
+
+    wider = load_detector_config("small", [*TINY, "model.neck=24", f"init={export}"])
+    with pytest.raises(CheckpointError, match="do not fit the configured model"):
+        DetectorStage(wider, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="needs init"):
+        load_detector_config("small", [*TINY, "data.mine_images=4"])
+
+    # an untrained detector's scores sit near its 0.01 prior: at 0.005 it fires everywhere, off the faces too
+    mining = load_detector_config(
+        "small", [*TINY, "data.val_images=0", f"init={export}", "data.mine_images=3", "data.mine_threshold=0.005"]
+    )
+    stage = DetectorStage(mining, torch.device("cpu"))
+    patches = mined_negatives(tmp_path / "mined", stage)
+    assert patches.dtype == torch.uint8 and patches.shape[1:] == (3, 32, 32) and len(patches) > 0
+    again = mined_negatives(tmp_path / "mined", DetectorStage(mining, torch.device("cpu")))  # read, not mined
+    assert torch.equal(again, patches)
+    run = tmp_path / "tuned"
+    train_detector(dataclasses.replace(mining, train=dataclasses.replace(mining.train, steps=2, out_dir=str(run))))
+    assert (run / "hard-negatives.safetensors").is_file() and (run / "face-detector.safetensors").is_file()
+
+    builder, _ = build_training_data(mining.data)
+    rng_a, rng_b = image_rng(0, 0, 0), image_rng(0, 0, 0)
+    plain = [builder.negative_patch(rng_a, 20.0)[0] for _ in range(12)]
+    builder.add_mined(torch.full((1, 3, 32, 32), 7, dtype=torch.uint8))
+    mixed = [builder.negative_patch(rng_b, 20.0)[0] for _ in range(12)]
+    assert any(not torch.equal(a, b) for a, b in zip(plain, mixed, strict=True))
+
+
+def test_thumbnail_composites_cut_one_face_tightly_onto_a_plain_frame():
+    cfg = load_detector_config("small", [*TINY, "data.val_images=0", "data.thumbnails=1.0"]).data
+    builder, _ = build_training_data(dataclasses.replace(cfg, noise=0.0, jpeg=0.0))
+    for i in range(8):
+        c = builder.compose(image_rng(3, 0, i))
+        assert c.image.shape == (3, 96, 96) and c.boxes.shape == (1, 4) and len(c.ignore) == 0
+        x0, y0, x1, y1 = c.boxes[0].tolist()
+        side = max(x1 - x0, y1 - y0)
+        assert cfg.min_face - 0.5 <= side <= 32.5
+        plain = c.image[:, 0, 0]  # a corner of the frame: at most one corner can be covered by the thumbnail
+        corners = [c.image[:, 0, 0], c.image[:, 0, -1], c.image[:, -1, 0], c.image[:, -1, -1]]
+        assert sum(torch.allclose(k, plain, atol=1 / 255) for k in corners) >= 3

@@ -559,7 +559,11 @@ class CompositeConfig:
     them go bicubic down by up to ``lowres_max`` x and back up, Gaussian blur up to ``blur`` px; per image: noise
     up to ``noise`` (of 1), ``grey`` of them grey, ``jpeg`` of them JPEG at quality ``jpeg_quality``.
     ``val_fraction`` of the faces (whole identities, fixed ``val_seed``) are held out for ``val_images`` validation
-    composites."""
+    composites. ``thumbnails``: the share of training images that are one face cut tightly (a small photo such as
+    a 25 px LFW face, on the plain frame that detection adds to small photos). ``mine_images`` > 0 (with an
+    ``init`` detector): before training, that detector runs on that many training composites and on every
+    background photo; what it reports at ``mine_threshold`` or more away from any face becomes one more kind of
+    hard negative (:func:`sht.train.face_detector.mine_hard_negatives`)."""
 
     train: list[str] = field(default_factory=lambda: ["synthetic:400"])
     backgrounds: list[str] = field(default_factory=lambda: ["builtin"])
@@ -587,6 +591,9 @@ class CompositeConfig:
     val_fraction: float = 0.08
     val_seed: int = 20240612
     val_images: int = 200
+    thumbnails: float = 0.0
+    mine_images: int = 0
+    mine_threshold: float = 0.3
     cache_dir: str = ".cache/sht"
 
     def __post_init__(self) -> None:
@@ -594,7 +601,7 @@ class CompositeConfig:
             raise ConfigError(f"data.min_face must be in (0, data.max_face), got {self.min_face}, {self.max_face}")
         if self.image_size < 32 or self.face_size < 16 or self.context < 1:
             raise ConfigError("data.image_size must be >= 32, data.face_size >= 16 and data.context >= 1")
-        for key in ("crowd", "empty", "flip", "lowres", "grey", "jpeg", "val_fraction"):
+        for key in ("crowd", "empty", "flip", "lowres", "grey", "jpeg", "val_fraction", "thumbnails"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ConfigError(f"data.{key} must be a probability in [0, 1], got {getattr(self, key)}")
         if len(self.crowd_faces) != 2 or not 1 <= self.crowd_faces[0] <= self.crowd_faces[1]:
@@ -603,6 +610,11 @@ class CompositeConfig:
             raise ConfigError(f"data.jpeg_quality must be [low, high] in 1..100, got {list(self.jpeg_quality)}")
         if self.max_faces < 1 or self.negatives < 0 or self.lowres_max < 1 or self.val_images < 0:
             raise ConfigError("data.max_faces >= 1, data.negatives >= 0, data.lowres_max >= 1, data.val_images >= 0")
+        if self.mine_images < 0 or not 0 < self.mine_threshold < 1:
+            raise ConfigError(
+                f"data.mine_images must be >= 0 and data.mine_threshold in (0, 1), got {self.mine_images}, "
+                f"{self.mine_threshold}"
+            )
 
 
 @dataclass
@@ -618,10 +630,14 @@ class DetectorLossConfig:
 
 @dataclass
 class DetectorConfig:
-    """One face-detector training run (``sht train-detector``); ``kind: detector`` marks its YAML files."""
+    """One face-detector training run (``sht train-detector``); ``kind: detector`` marks its YAML files.
+    ``init``: a face-detector weights file (a run's export, the shipped ``face-detector.safetensors``) or
+    checkpoint whose detector starts a new run (fine-tuning; its model must match ``model``); a run that resumes
+    takes its own checkpoint instead. Empty: random initialisation."""
 
     preset: str = "small"
     kind: str = "detector"
+    init: str = ""
     model: FaceDetectorConfig = field(default_factory=FaceDetectorConfig)
     data: CompositeConfig = field(default_factory=CompositeConfig)
     loss: DetectorLossConfig = field(default_factory=DetectorLossConfig)
@@ -630,6 +646,8 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         if self.kind != "detector":
             raise ConfigError(f"kind must be detector in a face-detector config, got {self.kind!r}")
+        if self.data.mine_images and not self.init:
+            raise ConfigError("data.mine_images needs init: the detector whose mistakes are mined")
 
 
 DETECTOR_PRESETS: dict[str, dict[str, Any]] = {

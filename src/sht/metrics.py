@@ -436,15 +436,22 @@ def match_detections(
             taken[j], found[j], flags[i] = True, p[i, 4], 1
     if ignore is not None and np.size(ignore) and len(p):
         g = _box_array(ignore, 4, "ignore")
-        cx, cy = (p[:, 0] + p[:, 2]) / 2, (p[:, 1] + p[:, 3]) / 2
-        inside = (
-            (cx[:, None] >= g[None, :, 0])
-            & (cx[:, None] <= g[None, :, 2])
-            & (cy[:, None] >= g[None, :, 1])
-            & (cy[:, None] <= g[None, :, 3])
-        ).any(1)
-        flags[(flags == 0) & (inside | (box_iou_np(p, g) > iou).any(1))] = -1
+        flags[(flags == 0) & (centre_inside(p, g) | (box_iou_np(p, g) > iou).any(1))] = -1
     return p[:, 4], flags, found
+
+
+def centre_inside(boxes: Any, regions: Any) -> np.ndarray:
+    """Per box ``(N, >=4)``: whether its centre lies inside any of ``regions`` ``(M, 4)`` (all ``x0, y0, x1, y1``)."""
+    p, g = np.asarray(boxes, dtype=np.float64).reshape(len(boxes), -1), np.asarray(regions, dtype=np.float64)
+    if not len(p) or not len(g):
+        return np.zeros(len(p), dtype=bool)
+    cx, cy = (p[:, 0] + p[:, 2]) / 2, (p[:, 1] + p[:, 3]) / 2
+    return (
+        (cx[:, None] >= g[None, :, 0])
+        & (cx[:, None] <= g[None, :, 2])
+        & (cy[:, None] >= g[None, :, 1])
+        & (cy[:, None] <= g[None, :, 3])
+    ).any(1)
 
 
 def detection_summary(

@@ -296,10 +296,16 @@ class CompositeBuilder:
             raise DataError("no faces to composite")
         self.faces, self.backgrounds, self.cfg = faces, list(backgrounds), cfg
         self.negatives = negatives
+        self.mined: torch.Tensor | None = None  # hard negatives mined with a detector (add_mined)
         self.procedural = procedural if self.backgrounds else 1.0
         pts = faces.faces.points
         assert pts is not None
         self.points = pts.double()
+
+    def add_mined(self, patches: torch.Tensor) -> None:
+        """Hard negatives ``(N, 3, n, n)`` uint8 that a detector fired on (:func:`sht.train.face_detector.
+        mine_hard_negatives`): from now on one more kind of negative patch, drawn as often as each other kind."""
+        self.mined = patches if len(patches) else None
 
     # -- pieces -----------------------------------------------------------------------------------------------
     def background(self, rng: np.random.Generator, width: int, height: int) -> torch.Tensor:
@@ -365,11 +371,15 @@ class CompositeBuilder:
         return patch, alpha, box
 
     def negative_patch(self, rng: np.random.Generator, side: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """A hard negative about ``side`` px: a scrambled face, an off-face patch of a face photo or an LFW
-        non-face, with a feathered mask."""
+        """A hard negative about ``side`` px: a scrambled face, an off-face patch of a face photo, an LFW
+        non-face or a mined one (:meth:`add_mined`), with a feathered mask."""
         n = max(4, int(round(side)))
-        kind = int(rng.integers(3)) if self.negatives is not None and len(self.negatives) else int(rng.integers(2))
-        if kind == 2:
+        kinds = [0, 1] + ([2] if self.negatives is not None and len(self.negatives) else [])
+        kinds += [3] if self.mined is not None else []
+        kind = kinds[int(rng.integers(len(kinds)))]
+        if kind == 3:
+            src = self.mined[int(rng.integers(len(self.mined)))].float()[None] / 255  # type: ignore[index]
+        elif kind == 2:
             src = self.negatives[int(rng.integers(len(self.negatives)))].float()[None] / 255  # type: ignore[index]
         else:
             i = int(rng.integers(len(self.faces)))
@@ -433,6 +443,8 @@ class CompositeBuilder:
         earlier face; a face that finds no place is left out."""
         cfg = self.cfg
         w, h = width or cfg.image_size, height or cfg.image_size
+        if cfg.thumbnails > 0 and sizes is None and faces is None and rng.random() < cfg.thumbnails:
+            return self.compose_thumbnail(rng, w, h)
         canvas = self.background(rng, w, h)
         sizes = list(sizes) if sizes is not None else self.draw_sizes(rng)
         for _ in range(int(rng.integers(0, cfg.negatives + 1))):
@@ -470,6 +482,30 @@ class CompositeBuilder:
                 ignore.append(placed)
         canvas = self.finish(rng, canvas)
         return Composite(canvas, _boxes(boxes), _boxes(ignore), torch.tensor(used, dtype=torch.long))
+
+    def compose_thumbnail(self, rng: np.random.Generator, width: int, height: int) -> Composite:
+        """A face thumbnail as a small photo is seen (``data.thumbnails``): a square of 1.0-1.3 x the landmark
+        box (10-32 px) cut tightly around a face, on a plain frame of its mean colour (what
+        :class:`~sht.models.face_detector.DetectSettings`'s ``border`` adds to small photos), often grey."""
+        cfg = self.cfg
+        idx = int(rng.integers(len(self.faces)))
+        side = math.exp(rng.uniform(math.log(cfg.min_face), math.log(min(32.0, cfg.max_face))))
+        patch, _, box = self.face_patch(rng, idx, side)
+        n = patch.shape[-1]
+        big = float(max(box[2] - box[0], box[3] - box[1]))
+        cut = min(n, max(4, int(round(big * rng.uniform(1.0, 1.3)))))
+        cx = (box[0] + box[2]) / 2 + rng.uniform(-0.08, 0.08) * big
+        cy = (box[1] + box[3]) / 2 + rng.uniform(-0.08, 0.12) * big
+        x0 = int(min(max(round(cx - cut / 2), 0), n - cut))
+        y0 = int(min(max(round(cy - cut / 2), 0), n - cut))
+        thumb = patch[:, y0 : y0 + cut, x0 : x0 + cut]
+        if rng.random() < 0.5:
+            thumb = (0.299 * thumb[0:1] + 0.587 * thumb[1:2] + 0.114 * thumb[2:3]).expand(3, -1, -1)
+        canvas = thumb.mean((1, 2), keepdim=True).expand(3, height, width).clone()
+        px, py = int(rng.integers(0, max(1, width - cut + 1))), int(rng.integers(0, max(1, height - cut + 1)))
+        canvas[:, py : py + cut, px : px + cut] = thumb[:, : height - py, : width - px]
+        placed = box + [px - x0, py - y0, px - x0, py - y0]
+        return Composite(self.finish(rng, canvas), _boxes([placed]), _boxes([]), torch.tensor([idx]))
 
     def finish(self, rng: np.random.Generator, image: torch.Tensor) -> torch.Tensor:
         """Whole-image degradations: sometimes bicubic down/up, Gaussian noise, grey, JPEG; 8-bit levels."""

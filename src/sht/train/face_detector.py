@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from ..config import DetectorConfig, dump_yaml
-from ..data.composites import Composite, CompositeBuilder, build_training_data
+from ..data import degradation
+from ..data.composites import Composite, CompositeBuilder, build_training_data, image_rng
 from ..losses import detector_loss
-from ..metrics import detection_summary
-from ..models.face_detector import CenterCodec, DetectSettings, FaceDetector, nms, run_level
+from ..metrics import centre_inside, detection_summary
+from ..models.face_detector import CenterCodec, DetectSettings, FaceDetector, box_iou, detect, nms, run_level
 from .stages import autocast, backward_and_step
 from .trainer import Trainer, resolve_device, seed_everything, set_threads
 
@@ -42,10 +43,20 @@ class DetectorStage:
         if builder is None:
             builder, val = build_training_data(cfg.data, progress=cfg.train.progress)
         self.builder, self.val = builder, val or []
-        self.model = FaceDetector(cfg.model).to(device)
+        self.model = FaceDetector(cfg.model)
+        if cfg.init:
+            self.init_from(cfg.init)
+        self.model = self.model.to(device)
         self.codec = CenterCodec(cfg.model)
         t = cfg.train
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+    def init_from(self, path: str | Path) -> None:
+        """Start from the detector of a weights file or checkpoint (``init``; fp16 exports are widened)."""
+        from ..checkpoint import load_module, read_checkpoint
+
+        tensors, _ = read_checkpoint(path)
+        load_module(self.model, tensors, "detector", str(path))
 
     @property
     def modules(self) -> dict[str, torch.nn.Module]:
@@ -109,12 +120,71 @@ class DetectorStage:
         return res
 
 
+MINED_SIZE = 32  # px of a stored mined negative (a square of 1.25 x the detection's larger side)
+
+
+@torch.no_grad()
+def mine_hard_negatives(stage: DetectorStage, images: int, threshold: float, seed: int) -> torch.Tensor:
+    """Hard negatives ``(N, 3, 32, 32)`` uint8 (``data.mine_images``): the stage's detector (its ``init``) runs
+    on ``images`` training composites (a stream of their own) and on every background photo; each detection at
+    ``threshold`` or more with IoU < 0.1 to every face and ignored region, its centre on none, is cut out as a
+    square of 1.25 x its larger side. Training faces only: validation composites are never mined."""
+    from tqdm.auto import tqdm
+
+    stage.model.eval()
+    settings = DetectSettings(threshold=threshold, nms_iou=stage.cfg.model.nms_iou)
+    sources = [(stage.builder.compose(image_rng(seed, 0, i, stream=2)), None) for i in range(images)]
+    sources += [(None, bg) for bg in stage.builder.backgrounds]
+    patches: list[torch.Tensor] = []
+    for comp, bg in tqdm(sources, desc="mining negatives", disable=not stage.cfg.train.progress, leave=False):
+        image = comp.image if comp is not None else bg.float() / 255  # type: ignore[union-attr]
+        found = detect(stage.model, image.to(stage.device), settings).cpu()
+        if comp is not None and len(found):
+            faces = torch.cat([comp.boxes, comp.ignore])
+            if len(faces):
+                inside = torch.from_numpy(centre_inside(found.numpy(), faces.numpy()))
+                found = found[(box_iou(found[:, :4], faces).max(1).values < 0.1) & ~inside]
+        h, w = image.shape[-2:]
+        for x0, y0, x1, y1, _ in found.tolist():
+            side = min(int(round(1.25 * max(x1 - x0, y1 - y0))), h, w)
+            if side < 4:
+                continue
+            left = int(min(max(round((x0 + x1 - side) / 2), 0), w - side))
+            top = int(min(max(round((y0 + y1 - side) / 2), 0), h - side))
+            crop = image[None, :, top : top + side, left : left + side].float()
+            patches.append(degradation.quantize(degradation.resize(crop, MINED_SIZE).clamp(0, 1))[0])
+    if not patches:
+        return torch.zeros(0, 3, MINED_SIZE, MINED_SIZE, dtype=torch.uint8)
+    return (torch.stack(patches) * 255).round().to(torch.uint8)
+
+
+def mined_negatives(out: Path, stage: DetectorStage) -> torch.Tensor:
+    """The run's mined negatives: ``<out>/hard-negatives.safetensors`` when it exists (a resumed run trains on
+    exactly the same), else mined now and written there first."""
+    from safetensors.torch import load_file, save_file
+
+    path = out / "hard-negatives.safetensors"
+    if path.is_file():
+        return load_file(str(path))["patches"]
+    d = stage.cfg.data
+    patches = mine_hard_negatives(stage, d.mine_images, d.mine_threshold, stage.cfg.train.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"patches": patches}, str(tmp), metadata={"init": stage.cfg.init, "threshold": str(d.mine_threshold)})
+    tmp.replace(path)
+    return patches
+
+
 def train_detector(cfg: DetectorConfig, out_dir: str | Path | None = None) -> dict[str, float]:
     """Train (or resume) the face detector as configured; returns the last validation metrics."""
     out = Path(out_dir or cfg.train.out_dir)
     set_threads(cfg.train.threads)
     seed_everything(cfg.train.seed)
     stage = DetectorStage(cfg, resolve_device(cfg.train.device))
+    if cfg.data.mine_images:
+        mined = mined_negatives(out, stage)
+        print(f"sht train-detector: {len(mined)} mined hard negatives ({out / 'hard-negatives.safetensors'})")
+        stage.builder.add_mined(mined)
     metrics = Trainer(cfg, stage, out).fit()  # type: ignore[arg-type]
     export_run(out, cfg, stage)
     return metrics
@@ -166,4 +236,4 @@ def export_run(out: Path, cfg: DetectorConfig, stage: DetectorStage | None = Non
     return export_face_detector(ckpt, out / "face-detector.safetensors", note=note, threshold=threshold)
 
 
-__all__ = ["DetectorStage", "export_run", "train_detector"]
+__all__ = ["DetectorStage", "export_run", "mine_hard_negatives", "mined_negatives", "train_detector"]

@@ -1,0 +1,196 @@
+"""Choosing between face-detector runs and thresholds on the *validation* split (never the benchmark's faces).
+
+``benchmarks/face_detection.py`` measures on Helen test / YTF test faces and held-out backgrounds; choosing weights
+or a threshold there would tune on the test split. This script builds the same kinds of test on training-side data:
+
+- ``composite@S``: 640x480 composites (the benchmark's layout: faces of S px, up to 16 of them) of the faces that
+  ``sht train-detector detector/small`` holds out by identity (``data.val_fraction``), on the training backgrounds;
+- ``thumbs``: LFW-like 25x25 grey thumbnails of the same held-out faces (the landmark box 20 px wide, centred at
+  (12.5, 14), as in ``lfw_subset()``); found = IoU > 0.3 with that box;
+- ``bg-thumbs``: 25x25 grey views of the training background photos (no face): the share with any detection.
+
+Each weights file is one unit (keyed by its hash) of ``benchmarks/results/detector_val.json``; its detections are
+kept down to score 0.05, so every threshold of the grid is read from one pass.
+
+    python benchmarks/detector_val.py --weights A.safetensors B.safetensors
+    python benchmarks/detector_val.py --weights A.safetensors --ship src/sht/weights/face-detector.safetensors
+
+``--ship`` writes the weights with the lowest threshold at which no face size has more than ``--fp`` (0.1) false
+positives per 640x480 validation composite: issue 15's operating point, chosen here rather than on the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from video import Units
+
+from sht.config import load_detector_config
+from sht.data.composites import (
+    CompositeBuilder,
+    FaceBank,
+    image_rng,
+    lfw_nonfaces,
+    load_backgrounds,
+    load_faces,
+    split_faces,
+)
+from sht.faces import ShtFaceDetector
+from sht.metrics import detection_summary, match_detections
+from sht.report import markdown_table
+
+HERE = Path(__file__).resolve().parent
+SIZES = (12, 16, 24, 32, 48, 64, 128)
+THRESHOLDS = tuple(round(0.3 + 0.01 * k, 2) for k in range(61))  # 0.30 ... 0.90, every 0.01
+SHOWN = tuple(round(0.4 + 0.05 * k, 2) for k in range(9))  # the rows of the printed table
+SEED = 20261202
+THUMB_BOX = np.array([[2.5, 4.0, 22.5, 24.0]])
+
+
+def val_faces() -> tuple[FaceBank, CompositeBuilder]:
+    """detector/small's held-out faces and a builder of composites of them on the training backgrounds."""
+    d = load_detector_config("detector/small", ["train.progress=false"]).data
+    bank = load_faces(d.train, d.face_size, d.context, d.cache_dir)
+    _, val = split_faces(bank, d.val_fraction, d.val_seed)
+    if val is None:
+        sys.exit("benchmarks/detector_val.py: detector/small holds out no validation faces")
+    return val, CompositeBuilder(val, load_backgrounds(d.backgrounds), d, lfw_nonfaces())
+
+
+def thumbnails(bank: FaceBank, n: int) -> list[Image.Image]:
+    """LFW-like 25x25 grey thumbnails of the first ``n`` faces of ``bank`` (their landmark box at LFW's)."""
+    out = []
+    for i in range(min(n, len(bank))):
+        crop = Image.fromarray(bank.faces.images[i].permute(1, 2, 0).numpy()).convert("L")
+        pts = bank.faces.points[i].double().numpy()  # type: ignore[index]
+        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+        unit = max(x1 - x0, y1 - y0) / 20
+        ox, oy = (x0 + x1) / 2 - 12.5 * unit, (y0 + y1) / 2 - 14 * unit
+        out.append(crop.transform((25, 25), Image.AFFINE, (unit, 0, ox, 0, unit, oy), Image.BICUBIC).convert("RGB"))
+    return out
+
+
+def background_thumbnails(builder: CompositeBuilder, n: int) -> list[Image.Image]:
+    """``n`` 25x25 grey views (random place and scale) of the training background photos."""
+    out = []
+    for i in range(n):
+        rng = image_rng(SEED, 1, i, stream=4)
+        bg = builder.backgrounds[int(rng.integers(len(builder.backgrounds)))]
+        _, h, w = bg.shape
+        side = int(rng.integers(25, min(h, w, 200) + 1))
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        view = Image.fromarray(bg[:, y : y + side, x : x + side].permute(1, 2, 0).numpy())
+        out.append(view.convert("L").resize((25, 25), Image.BICUBIC).convert("RGB"))
+    return out
+
+
+def boxes(det: ShtFaceDetector, img: Image.Image) -> np.ndarray:
+    return np.array([[b.x0, b.y0, b.x1, b.y1, b.score] for b in det(img)]).reshape(-1, 5)
+
+
+def evaluate(weights: Path, args: argparse.Namespace, bank: FaceBank, builder: CompositeBuilder) -> dict:
+    det = ShtFaceDetector(weights, threshold=0.05)
+    own = float(ShtFaceDetector(weights).settings.threshold)
+    grid = sorted({*(t for t in THRESHOLDS if abs(t - own) > 1e-3), round(own, 3)})
+    res: dict = {"weights": str(weights), "threshold": own, "thresholds": grid, "sizes": {}}
+    for size in args.sizes:
+        n_faces = int(np.clip(round(0.2 * 640 * 480 / (2 * size) ** 2), 1, 16))
+        items = [
+            builder.compose(image_rng(SEED, size, i, stream=3), 640, 480, sizes=[float(size)] * n_faces, border=0.15)
+            for i in range(args.images)
+        ]
+        preds = [boxes(det, Image.fromarray(_u8(c.image))) for c in items]
+        truths, ignores = [c.boxes.numpy() for c in items], [c.ignore.numpy() for c in items]
+        rows = [detection_summary(preds, truths, 0.3, t, ignores) for t in grid]
+        res["sizes"][str(size)] = {
+            "recall": [r["recall"] for r in rows],
+            "fp_per_image": [r["fp_per_image"] for r in rows],
+            "faces": int(rows[0]["faces"]),
+        }
+        print(f"  {weights.name} {size} px: recall at own threshold {rows[grid.index(round(own, 3))]['recall']:.3f}")
+    thumbs = [boxes(det, im) for im in thumbnails(bank, args.thumbs)]
+    best = np.array([match_detections(p, THUMB_BOX, 0.3)[2][0] for p in thumbs])
+    res["thumbs_found"] = [float((best >= t).mean()) for t in grid]
+    bgs = [boxes(det, im) for im in background_thumbnails(builder, args.thumbs)]
+    top = np.array([p[:, 4].max() if len(p) else -np.inf for p in bgs])
+    res["bg_thumbs_fired"] = [float((top >= t).mean()) for t in grid]
+    res["thumbs"] = len(thumbs)
+    return res
+
+
+def _u8(image: torch.Tensor) -> np.ndarray:
+    return (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def chosen(unit: dict, fp: float) -> float:
+    """The lowest threshold of the grid at which every face size has at most ``fp`` false positives per 640x480."""
+    for k, t in enumerate(unit["thresholds"]):
+        if all(v["fp_per_image"][k] <= fp + 1e-9 for v in unit["sizes"].values()):
+            return float(t)
+    return float(unit["thresholds"][-1])
+
+
+def table(unit: dict, fp: float) -> str:
+    grid = unit["thresholds"]
+    pick = chosen(unit, fp)
+    head = ["threshold", *[f"recall {s}" for s in unit["sizes"]], "FP / 640x480 (mean; max)", "thumbs", "bg thumbs"]
+    rows = []
+    for k, t in enumerate(grid):
+        if t not in SHOWN and t != pick and t != round(unit["threshold"], 3):
+            continue
+        fps = [v["fp_per_image"][k] for v in unit["sizes"].values()]
+        mark = " (own)" if t == round(unit["threshold"], 3) else ""
+        mark += f" (chosen: max FP <= {fp:g})" if t == pick else ""
+        rows.append(
+            [f"{t:.3f}{mark}"]
+            + [f"{100 * v['recall'][k]:.0f}%" for v in unit["sizes"].values()]
+            + [f"{np.mean(fps):.2f}; {max(fps):.2f}", f"{100 * unit['thumbs_found'][k]:.0f}%"]
+            + [f"{100 * unit['bg_thumbs_fired'][k]:.0f}%"]
+        )
+    return markdown_table(head, rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", nargs="+", required=True, help="face-detector .safetensors files")
+    ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    ap.add_argument("--images", type=int, default=20, help="640x480 composites per face size")
+    ap.add_argument("--thumbs", type=int, default=200, help="face / background thumbnails")
+    ap.add_argument("--out", default=str(HERE / "results" / "detector_val.json"))
+    ap.add_argument("--fp", type=float, default=0.1, help="false positives per 640x480 allowed at every size")
+    ap.add_argument(
+        "--ship", help="write a copy of the (one) weights file here with the chosen threshold as its default"
+    )
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    units = Units(Path(args.out))
+    units.doc["meta"] = {"machine": platform.machine(), "torch": torch.__version__, "seed": SEED}
+    bank = builder = None
+    for w in map(Path, args.weights):
+        if not w.is_file():
+            sys.exit(f"benchmarks/detector_val.py: weights not found: {w}")
+        key = hashlib.sha256(w.read_bytes()).hexdigest()[:12]
+        if key not in units:
+            if bank is None:
+                bank, builder = val_faces()
+            units.put(key, evaluate(w, args, bank, builder))
+        print(f"\n{w} ({key})\n\n{table(units[key], args.fp)}")
+    if args.ship:
+        from sht.export import export_face_detector
+
+        if len(args.weights) != 1:
+            sys.exit("benchmarks/detector_val.py: --ship takes exactly one --weights file")
+        t = chosen(units[key], args.fp)
+        note = f"threshold {t:.2f}: at most {args.fp:g} FP per 640x480 at every size of benchmarks/detector_val.py"
+        print(f"-> {export_face_detector(args.weights[0], args.ship, note=note, threshold=t)} (threshold {t:.2f})")
+
+
+if __name__ == "__main__":
+    main()
