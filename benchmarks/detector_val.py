@@ -7,7 +7,9 @@ or a threshold there would tune on the test split. This script builds the same k
   ``sht train-detector detector/small`` holds out by identity (``data.val_fraction``), on the training backgrounds;
 - ``thumbs``: LFW-like 25x25 grey thumbnails of the same held-out faces (the landmark box 20 px wide, centred at
   (12.5, 14), as in ``lfw_subset()``); found = IoU > 0.3 with that box;
-- ``bg-thumbs``: 25x25 grey views of the training background photos (no face): the share with any detection.
+- ``bg-thumbs``: 25x25 grey views of the training background photos (no face): the share with any detection;
+- ``borders``: both thumbnail sets with each candidate ``DetectSettings.border`` (the frame added to small photos),
+  at the weights' own threshold: how the default border is chosen.
 
 Each weights file is one unit (keyed by its hash) of ``benchmarks/results/detector_val.json``; its detections are
 kept down to score 0.05, so every threshold of the grid is read from one pass.
@@ -52,6 +54,7 @@ THRESHOLDS = tuple(round(0.3 + 0.01 * k, 2) for k in range(61))  # 0.30 ... 0.90
 SHOWN = tuple(round(0.4 + 0.05 * k, 2) for k in range(9))  # the rows of the printed table
 SEED = 20261202
 THUMB_BOX = np.array([[2.5, 4.0, 22.5, 24.0]])
+BORDERS = (0, 8, 12, 16, 24)  # DetectSettings.border candidates
 
 
 def val_faces() -> tuple[FaceBank, CompositeBuilder]:
@@ -122,6 +125,15 @@ def evaluate(weights: Path, args: argparse.Namespace, bank: FaceBank, builder: C
     top = np.array([p[:, 4].max() if len(p) else -np.inf for p in bgs])
     res["bg_thumbs_fired"] = [float((top >= t).mean()) for t in grid]
     res["thumbs"] = len(thumbs)
+    res["borders"] = {}  # DetectSettings.border on the thumbnails, at the weights' own threshold
+    faces, empty = thumbnails(bank, args.thumbs), background_thumbnails(builder, args.thumbs)
+    for b in BORDERS:
+        framed = ShtFaceDetector(weights, border=b)
+        found = [match_detections(boxes(framed, im), THUMB_BOX, 0.3)[2][0] > -np.inf for im in faces]
+        res["borders"][str(b)] = {
+            "thumbs_found": float(np.mean(found)),
+            "bg_thumbs_fired": float(np.mean([len(framed(im)) > 0 for im in empty])),
+        }
     return res
 
 
@@ -182,6 +194,13 @@ def main() -> None:
                 bank, builder = val_faces()
             units.put(key, evaluate(w, args, bank, builder))
         print(f"\n{w} ({key})\n\n{table(units[key], args.fp)}")
+        frames = units[key].get("borders", {})
+        print(
+            "\nborder px: thumbs found / bg thumbs fired at its own threshold: "
+            + "; ".join(
+                f"{b}: {100 * v['thumbs_found']:.1f} % / {100 * v['bg_thumbs_fired']:.1f} %" for b, v in frames.items()
+            )
+        )
     if args.ship:
         from sht.export import export_face_detector
 

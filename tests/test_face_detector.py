@@ -186,8 +186,10 @@ def test_sht_face_detector_takes_any_photo(detector_weights):
             assert isinstance(b, FaceBox) and 0 <= b.score <= 1 and b.x1 > b.x0
     low = ShtFaceDetector(detector_weights, threshold=0.001, max_pixels=5000)
     found = low(Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)))
-    # reduced for the cap, boxes in photo pixels: centres on the photo (or its border, 8 px at the reduced scale)
-    assert found and all(-50 < (b.x0 + b.x1) / 2 < 450 and -50 < (b.y0 + b.y1) / 2 < 350 for b in found)
+    # reduced for the cap, boxes in photo pixels: centres on the photo or on the frame added to the reduced photo
+    m = low.settings.border / (5000 / (300 * 400)) ** 0.5 + 2
+    assert found and all(-m < (b.x0 + b.x1) / 2 < 400 + m and -m < (b.y0 + b.y1) / 2 < 300 + m for b in found)
+    assert max(b.x1 - b.x0 for b in found) > 100  # in photo pixels, not the reduced photo's
 
 
 def test_missing_shipped_weights_is_one_clear_line(monkeypatch, tmp_path, capsys):

@@ -236,7 +236,9 @@ class DetectSettings:
     max_pixels: int = 16_000_000
     top_k: int = 300
     max_levels: int = 8
-    border: int = 8  # chosen on LFW-like thumbnails of Helen *train* faces (benchmarks/face_detection.py --only border)
+    # chosen on LFW-like thumbnails of training-side faces: Helen train (benchmarks/face_detection.py --only border)
+    # and the detector's validation identities (benchmarks/detector_val.py), never on LFW
+    border: int = 16
     border_max_side: int = 128
 
 
