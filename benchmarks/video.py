@@ -458,11 +458,13 @@ def reference(args, det, clip: Path, work: Path) -> Path:
 
 
 def sht_boxes(args, clip: Path, size: int, frames: list[Frame], work: Path) -> tuple[list[list[FaceBox]], list[float]]:
-    """sht's face detector on every downscaled frame (cached per clip, size and weights): its boxes, turned into
+    """sht's face detector on every downscaled frame (cached per clip, size, weights and border): its boxes, turned into
     the Haar boxes of the same canonical crops (so every method reads them as it reads Haar's), and its time."""
     from sht.faces import ShtFaceDetector
+    from sht.models.face_detector import DetectSettings
 
-    wid = hashlib.sha1(Path(args.sht_weights).read_bytes()).hexdigest()[:12]
+    d = DetectSettings()  # the small-frame border changes what is found on small frames
+    wid = hashlib.sha1(Path(args.sht_weights).read_bytes()).hexdigest()[:12] + f"-border{d.border}-{d.border_max_side}"
     out = work / f"sht_boxes_{clip.stem}_{size}_{wid}.json"
     if not out.exists():
         fd = ShtFaceDetector(args.sht_weights)
