@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from face_detection import lfw_thumbnail
 from PIL import Image
 from video import Units
 
@@ -69,15 +70,13 @@ def val_faces() -> tuple[FaceBank, CompositeBuilder]:
 
 def thumbnails(bank: FaceBank, n: int) -> list[Image.Image]:
     """LFW-like 25x25 grey thumbnails of the first ``n`` faces of ``bank`` (their landmark box at LFW's)."""
-    out = []
-    for i in range(min(n, len(bank))):
-        crop = Image.fromarray(bank.faces.images[i].permute(1, 2, 0).numpy()).convert("L")
-        pts = bank.faces.points[i].double().numpy()  # type: ignore[index]
-        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
-        unit = max(x1 - x0, y1 - y0) / 20
-        ox, oy = (x0 + x1) / 2 - 12.5 * unit, (y0 + y1) / 2 - 14 * unit
-        out.append(crop.transform((25, 25), Image.AFFINE, (unit, 0, ox, 0, unit, oy), Image.BICUBIC).convert("RGB"))
-    return out
+    return [
+        lfw_thumbnail(
+            Image.fromarray(bank.faces.images[i].permute(1, 2, 0).numpy()),
+            bank.faces.points[i].double().numpy(),  # type: ignore[index]
+        )[0]
+        for i in range(min(n, len(bank)))
+    ]
 
 
 def background_thumbnails(builder: CompositeBuilder, n: int) -> list[Image.Image]:
@@ -118,15 +117,15 @@ def evaluate(weights: Path, args: argparse.Namespace, bank: FaceBank, builder: C
             "faces": int(rows[0]["faces"]),
         }
         print(f"  {weights.name} {size} px: recall at own threshold {rows[grid.index(round(own, 3))]['recall']:.3f}")
-    thumbs = [boxes(det, im) for im in thumbnails(bank, args.thumbs)]
+    faces, empty = thumbnails(bank, args.thumbs), background_thumbnails(builder, args.thumbs)
+    thumbs = [boxes(det, im) for im in faces]
     best = np.array([match_detections(p, THUMB_BOX, 0.3)[2][0] for p in thumbs])
     res["thumbs_found"] = [float((best >= t).mean()) for t in grid]
-    bgs = [boxes(det, im) for im in background_thumbnails(builder, args.thumbs)]
+    bgs = [boxes(det, im) for im in empty]
     top = np.array([p[:, 4].max() if len(p) else -np.inf for p in bgs])
     res["bg_thumbs_fired"] = [float((top >= t).mean()) for t in grid]
     res["thumbs"] = len(thumbs)
     res["borders"] = {}  # DetectSettings.border on the thumbnails, at the weights' own threshold
-    faces, empty = thumbnails(bank, args.thumbs), background_thumbnails(builder, args.thumbs)
     for b in BORDERS:
         framed = ShtFaceDetector(weights, border=b)
         found = [match_detections(boxes(framed, im), THUMB_BOX, 0.3)[2][0] > -np.inf for im in faces]

@@ -221,14 +221,20 @@ def tight_crops(args) -> tuple[list[Image.Image], list[np.ndarray]]:  # noqa: AN
         sys.exit(f"benchmarks/face_detection.py: Helen train not found under {args.data} (--data)")
     imgs, truths = [], []
     for smp in scan_pts_folder(folder).samples[: args.border_faces]:
-        img, pts = load_image(smp.image), smp.points
-        (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
-        unit = max(x1 - x0, y1 - y0) / 20  # source px per thumbnail px
-        ox, oy = (x0 + x1) / 2 - 12.5 * unit, (y0 + y1) / 2 - 14 * unit
-        crop = img.convert("L").transform((25, 25), Image.AFFINE, (unit, 0, ox, 0, unit, oy), Image.BICUBIC)
-        imgs.append(crop.convert("RGB"))
-        truths.append(np.array([[x0 - ox, y0 - oy, x1 - ox, y1 - oy]]) / unit)
+        thumb, truth = lfw_thumbnail(load_image(smp.image), smp.points)
+        imgs.append(thumb)
+        truths.append(truth)
     return imgs, truths
+
+
+def lfw_thumbnail(img: Image.Image, pts: np.ndarray) -> tuple[Image.Image, np.ndarray]:
+    """A face as in ``lfw_subset()``: 25x25 grey, its landmark box 20 px wide centred at (12.5, 14); returns the
+    thumbnail (RGB) and that box ``(1, 4)`` in its pixels."""
+    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    unit = max(x1 - x0, y1 - y0) / 20  # source px per thumbnail px
+    ox, oy = (x0 + x1) / 2 - 12.5 * unit, (y0 + y1) / 2 - 14 * unit
+    crop = img.convert("L").transform((25, 25), Image.AFFINE, (unit, 0, ox, 0, unit, oy), Image.BICUBIC)
+    return crop.convert("RGB"), np.array([[x0 - ox, y0 - oy, x1 - ox, y1 - oy]]) / unit
 
 
 def part_border(args, units, wid) -> None:  # noqa: ANN001
