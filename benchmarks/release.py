@@ -5,9 +5,9 @@
 
 Runs the SHT recipe (resumable; each stage keeps its best checkpoint on the validation split), scores the DHLN of
 every trained stage on the validation split (``data.val``: faces held out of the training data, never a test
-set), releases the stage with the lowest validation NME_io at 16 px (or ``--stage N``), exports it as fp16 to
-src/sht/weights/sht-small.safetensors (``--export``: another member of the release family) with its provenance,
-and regenerates MODEL_CARD.md (benchmarks/model_card.py). Without arguments it reproduces the main shipped
+set), releases the stage with the lowest validation NME_io at 16 px (``--select-px``; or ``--stage N``), exports
+it as fp16 to src/sht/weights/sht-small.safetensors (``--export``: another member of the release family) with its
+provenance, and regenerates MODEL_CARD.md (benchmarks/model_card.py). Without arguments it reproduces the main shipped
 weights; the 16 px member:
 
     python benchmarks/release.py --config benchmarks/configs/release-small16.yaml --out runs/release-small16 \
@@ -63,6 +63,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "runs" / "release"))
     ap.add_argument("--stages", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
     ap.add_argument("--stage", type=int, choices=[1, 3, 4], help="release this stage instead of the validation choice")
+    ap.add_argument(
+        "--select-px", type=int, default=16, help="LR size (px) of the validation NME that picks the stage (default 16)"
+    )
     ap.add_argument("--machine-note", default="", help="a remark on the machine (e.g. shared with another job)")
     ap.add_argument("--override", nargs="*", default=[], help="extra key=value config overrides (e.g. train.threads=1)")
     ap.add_argument(
@@ -77,7 +80,8 @@ def main() -> None:
     runs = run_recipe(cfg, args.out, stages=args.stages)
     # stage 2 trains FPTN only (its DHLN is stage 1's); stages without steps are not trained
     candidates = [s for s in args.stages if s != 2 and cfg.sht.steps[s - 1] > 0]
-    scores = {s: validation_nme(runs[s] / "checkpoints" / "best.safetensors", cfg.data.val) for s in candidates}
+    px = args.select_px
+    scores = {s: validation_nme(runs[s] / "checkpoints" / "best.safetensors", cfg.data.val, px) for s in candidates}
     n_val = next(iter(scores.values()))[1]
     chosen = args.stage or min(candidates, key=lambda s: scores[s][0])
     ckpt = runs[chosen] / "checkpoints" / "best.safetensors"
@@ -85,7 +89,9 @@ def main() -> None:
     seconds = sum(json.loads((runs[s] / "checkpoints" / "last.json").read_text()).get("seconds", 0) for s in trained)
     table = ", ".join(f"stage {s} {scores[s][0]:.2f} %" for s in candidates)
     why = (
-        f"forced with --stage {chosen}" if args.stage else "lowest validation NME_io at 16 px among the trained stages"
+        f"forced with --stage {chosen}"
+        if args.stage
+        else f"lowest validation NME_io at {px} px among the trained stages"
     )
     weak = cfg.sht.weak
     note = {
@@ -95,7 +101,7 @@ def main() -> None:
         + (f"{', '.join(weak.images + weak.videos)} (at most {weak.limit} images)" if chosen == 4 else "none"),
         "faces": count_faces(list(cfg.data.train)),
         "validation": f"{n_val} faces of {', '.join(cfg.data.val)} (held out of the training data by photo)",
-        "selection": f"validation NME_io at 16 px (best checkpoint of each stage): {table}",
+        "selection": f"validation NME_io at {px} px (best checkpoint of each stage): {table}",
         "choice": f"stage {chosen}: {why}",
         "command": "python benchmarks/release.py" + "".join(f" {a}" for a in sys.argv[1:]),
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} thread(s), {seconds / 60:.0f} min of training"

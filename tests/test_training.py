@@ -78,3 +78,18 @@ def test_resume_refuses_a_different_model(synth_faces, tmp_path):
     other = tiny_config("train.steps=4", "model.sr_blocks=2")
     with pytest.raises(CheckpointError, match="different model config"):
         Trainer(other, _stage(other, synth_faces), tmp_path).fit()
+
+
+def test_train_init_starts_stage_one_from_exported_weights(synth_faces, tmp_path):
+    from sht.export import export_weights
+
+    cfg = tiny_config()
+    src = _stage(cfg, synth_faces)
+    ckpt = save_checkpoint(tmp_path / "c.safetensors", src.modules, src.optimizers, {"config": config_to_dict(cfg)})
+    weights = export_weights(ckpt, tmp_path / "w.safetensors")  # fp16, widened on load
+    tuned = _stage(tiny_config(f"train.init={weights}"), synth_faces)
+    for (k, a), b in zip(src.model.state_dict().items(), tuned.model.state_dict().values(), strict=True):
+        assert a.dtype == b.dtype, k
+        assert torch.allclose(a.float(), b.float(), atol=1e-2, rtol=1e-3), k
+    with pytest.raises(CheckpointError, match="do not fit the configured model"):
+        _stage(tiny_config("model.channels=32", f"train.init={weights}"), synth_faces)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, load_module, read_checkpoint
 from ..config import Config
 from ..data.dataset import Batch, BatchBuilder, EpochSampler, FaceSet, load_sources, step_generator
 from ..data.formats import DataError
@@ -154,14 +154,17 @@ class SupervisedStage:
         self.builder = BatchBuilder(train_faces, m.input_size, self.codec, cfg.data.lr_sizes, cfg.data.augment)
         self.sampler = EpochSampler(len(train_faces), cfg.train.batch_size, cfg.train.seed, rank, world_size)
         self.model = build_model(m).to(device, memory_format=torch.channels_last)
+        if cfg.train.init:
+            self.init_from(cfg.train.init)
         self.net = wrap(self.model, world_size)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.lower_is_better = m.has_landmarks
         self.best_metric = "val/nme" if m.has_landmarks else "val/psnr"
 
     def init_from(self, checkpoint: str | Path) -> None:
-        """Start from another run's DHLN weights (e.g. continue stage 1 with a new schedule)."""
-        load_checkpoint(checkpoint, {"dhln": self.model})
+        """Start from another run's DHLN weights (a checkpoint or an fp16 export, widened; ``train.init``)."""
+        tensors, _ = read_checkpoint(checkpoint)
+        load_module(self.model, tensors, "dhln", str(checkpoint))
 
     @property
     def modules(self) -> dict[str, nn.Module]:
