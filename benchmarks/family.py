@@ -4,7 +4,7 @@ Each member (or candidate checkpoint) is scored on the held-out photos of Helen 
 set) at LR sizes from 12 to 48 px (canonical crops, bicubic, 8-bit). The boundary is the largest size S such that
 the smaller-input model is at least as accurate (NME_io) as the larger-input one at every tested size up to S;
 crops up to S px then go to the smaller model. Writes ``benchmarks/results/family.json`` and the ``family`` block
-of RESULTS.md.
+of RESULTS.md. Each model runs with the flip test where the release family does (``benchmarks/flip_test.py``).
 
     python benchmarks/family.py                                    # the two shipped members
     python benchmarks/family.py --small runs/x/1-dhln/checkpoints/best.safetensors --label-small "x"
@@ -50,7 +50,12 @@ def main() -> None:
     for p in (args.small, args.large):
         if not Path(p).is_file():
             sys.exit(f"benchmarks/family.py: no weights at {p}")
-    preds = {"small": Predictor.from_checkpoint(args.small), "large": Predictor.from_checkpoint(args.large)}
+    # each model with its flip test as the release family runs it (benchmarks/flip_test.py); off for other weights
+    flips = {str(Path(m[0]).resolve()): m[2] for m in RELEASE_FAMILY}
+    preds = {
+        k: Predictor.from_checkpoint(p, flip=flips.get(str(Path(p).resolve()), False))
+        for k, p in (("small", args.small), ("large", args.large))
+    }
     cfg = preds["large"].config
     faces = load_eval_faces(args.val, cfg.model.face_size, cfg.data.margin)
     nme: dict[str, dict[int, float]] = {}
@@ -64,7 +69,12 @@ def main() -> None:
         "faces": len(faces),
         "sizes": list(SIZES),
         "models": {
-            k: {"weights": str(Path(getattr(args, k)).name), "input_size": preds[k].input_size, "nme": nme[k]}
+            k: {
+                "weights": str(Path(getattr(args, k)).name),
+                "input_size": preds[k].input_size,
+                "flip_test": preds[k].flip,
+                "nme": nme[k],
+            }
             for k in preds
         },
         "boundary": b,
@@ -72,7 +82,8 @@ def main() -> None:
     }
     Path(args.results).write_text(json.dumps(doc, indent=1))
     rows = [
-        [f"{preds[k].input_size} px input ({Path(getattr(args, k)).name})"] + [f"{nme[k][s]:.2f}" for s in SIZES]
+        [f"{preds[k].input_size} px input ({Path(getattr(args, k)).name}{', flip test' * preds[k].flip})"]
+        + [f"{nme[k][s]:.2f}" for s in SIZES]
         for k in preds
     ]
     better = [preds["small" if nme["small"][s] <= nme["large"][s] else "large"].input_size for s in SIZES]

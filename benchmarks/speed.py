@@ -513,9 +513,10 @@ def section_throughput(
     from sht.teacher import DlibTeacher
 
     release_weights()  # one clear line when the weights are missing
-    files = [f for f, _ in RELEASE_FAMILY if f.is_file()]  # the release family (each crop by its size)
+    files = [m[0] for m in RELEASE_FAMILY if m[0].is_file()]  # the release family (each crop by its size)
     units_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+    flips = "".join(str(int(m[2])) for m in RELEASE_FAMILY if m[0].is_file())  # the members' flip tests
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files) + flips.encode()).hexdigest()[:12]
     store = units_dir / f"{digest}-f{faces}-r{repeat}.json"
     units: dict = json.loads(store.read_text()) if store.exists() else {}
 

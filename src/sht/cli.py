@@ -200,7 +200,7 @@ def _detect_crops(args: argparse.Namespace, weights: Path | None, good: list[Pat
     from .infer import Predictor, release_predictor
     from .report import detection_panel
 
-    kw = {"backend": args.backend, "threads": args.threads}
+    kw = {"backend": args.backend, "threads": args.threads, "flip": _flip(args)}
     model = (
         release_predictor(args.device, **kw)
         if weights is None
@@ -225,8 +225,13 @@ def _detect_crops(args: argparse.Namespace, weights: Path | None, good: list[Pat
     return model, results
 
 
+def _flip(args: argparse.Namespace) -> bool | None:
+    """``--flip``: on / off, or None (auto: the release family's own choice; off for other weights)."""
+    return {"on": True, "off": False}.get(args.flip)
+
+
 def _detector(args: argparse.Namespace, weights: Path | None):  # noqa: ANN202 - a sht.infer.Detector
-    """The photo / video detector of ``sht detect``'s options (face detector, device, backend, threads)."""
+    """The photo / video detector of ``sht detect``'s options (face detector, device, backend, threads, flip)."""
     from .infer import Detector
 
     return Detector(
@@ -235,6 +240,7 @@ def _detector(args: argparse.Namespace, weights: Path | None):  # noqa: ANN202 -
         face_detector=_face_detector_name(args),
         backend=args.backend,
         threads=args.threads,
+        flip=_flip(args),
     )
 
 
@@ -533,6 +539,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the network in PyTorch or in ONNX Runtime (CPU; needs sht[export])",
     )
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the network (default: the backend's)")
+    p.add_argument(
+        "--flip",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="flip test: average each face with its mirror image (twice the work; auto: the release model's "
+        "choice per member, off for --weights)",
+    )
     v = p.add_argument_group("video inputs (.mp4, .avi, .mov, .mkv, .webm, .m4v): faces are tracked along the clip")
     v.add_argument("--csv", help="also write the per-frame landmarks as CSV (frame, time, face id, box, score, 68 pts)")
     v.add_argument("--save-face-video", help="LR crop | hallucinated face video of one face (OUT.mp4)")

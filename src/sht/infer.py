@@ -20,7 +20,7 @@ from PIL import Image
 from .checkpoint import CheckpointError, load_module, read_checkpoint
 from .config import Config, ConfigError, config_from_dict
 from .data import degradation
-from .data.formats import to_rgb8
+from .data.formats import scheme_for, to_rgb8
 from .data.heatmaps import HeatmapCodec
 from .data.transforms import crop_image
 from .faces import (
@@ -33,6 +33,7 @@ from .faces import (
     refine_crops,
 )
 from .models.factory import build_model
+from .models.flip import FlipTest
 from .models.ghcu import GHCU, CorrectedModel
 
 if TYPE_CHECKING:
@@ -68,7 +69,8 @@ class Predictor:
     ``backend="onnx"``: the network runs in ONNX Runtime on CPU (:class:`sht.ort.OrtBackend`, the ``export``
     extra), the heatmaps are decoded by the same torch code. ``threads``: ONNX Runtime's intra-op threads, or for
     ``torch`` ``torch.set_num_threads`` (process-wide); 0 keeps the default. ``onnx_cache``: a folder to keep the
-    ONNX graphs in instead of building them in memory."""
+    ONNX graphs in instead of building them in memory. ``flip``: the flip test (:class:`sht.models.flip.FlipTest`;
+    DHLN only): each crop and its mirror image, the predictions averaged, at twice the work."""
 
     def __init__(
         self,
@@ -82,9 +84,15 @@ class Predictor:
         backend: str = "torch",
         threads: int = 0,
         onnx_cache: str | Path | None = None,
+        flip: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
+        if flip:
+            if config.model.arch != "dhln" or isinstance(model, CorrectedModel):
+                raise ConfigError("the flip test is for DHLN models (not JASRNet or a GHCU-corrected model)")
+            model = FlipTest(model, scheme_for(config.model.num_landmarks).flip)
+        self.flip = bool(flip)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.codec = codec
@@ -213,9 +221,20 @@ class PredictorFamily:
 
     @classmethod
     def from_files(
-        cls, files: Sequence[tuple[str | Path, int | None]], device: torch.device | str = "cpu", **kwargs: Any
+        cls,
+        files: Sequence[tuple[str | Path, int | None] | tuple[str | Path, int | None, bool]],
+        device: torch.device | str = "cpu",
+        **kwargs: Any,
     ) -> PredictorFamily:
-        return cls([(Predictor.from_checkpoint(f, device, **kwargs), m) for f, m in files])
+        """Members ``(weights, max_side[, flip])``; ``flip=`` in ``kwargs`` sets the flip test of every member,
+        otherwise each member's own (default off)."""
+        flip = kwargs.pop("flip", None)
+        members = []
+        for f in files:
+            own = bool(f[2]) if len(f) > 2 else False  # type: ignore[misc]
+            pred = Predictor.from_checkpoint(f[0], device, flip=own if flip is None else flip, **kwargs)
+            members.append((pred, f[1]))
+        return cls(members)
 
     def member_for(self, side: int) -> Predictor:
         """The member that predicts a crop whose larger side is ``side`` pixels."""
@@ -265,20 +284,24 @@ class PredictorFamily:
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 RELEASE_WEIGHTS = WEIGHTS_DIR / "sht-small.safetensors"
-#: The release family: (weights, largest crop side it predicts). The 20 px boundary is where the 16 px-input model
-#: stops beating the 32 px-input one on the validation split (benchmarks/family.py, results/family.json).
-RELEASE_FAMILY: tuple[tuple[Path, int | None], ...] = (
-    (WEIGHTS_DIR / "sht-small16.safetensors", 20),
-    (RELEASE_WEIGHTS, None),
+#: The release family: (weights, largest crop side it predicts, flip test). The 20 px boundary is where the 16
+#: px-input model stops beating the 32 px-input one on the validation split (benchmarks/family.py,
+#: results/family.json); the flip test is on where it lowered the validation NME (benchmarks/flip_test.py,
+#: results/flip_test.json).
+RELEASE_FAMILY: tuple[tuple[Path, int | None, bool], ...] = (
+    (WEIGHTS_DIR / "sht-small16.safetensors", 20, False),
+    (RELEASE_WEIGHTS, None, False),
 )
 
 
 def release_predictor(device: torch.device | str = "cpu", **kwargs: Any) -> Predictor | PredictorFamily:
     """The release model: the :data:`RELEASE_FAMILY` members that ship in this installation (a family when more
-    than the main weights are there, else the main :class:`Predictor`)."""
-    files = [(f, m) for f, m in RELEASE_FAMILY[:-1] if f.is_file()] + [(release_weights(), None)]
+    than the main weights are there, else the main :class:`Predictor`), each with its flip test unless ``flip=``
+    is given."""
+    files = [m for m in RELEASE_FAMILY[:-1] if m[0].is_file()] + [(release_weights(), None, RELEASE_FAMILY[-1][2])]
     if len(files) == 1:
-        return Predictor.from_checkpoint(files[0][0], device, **kwargs)
+        flip = kwargs.pop("flip", None)
+        return Predictor.from_checkpoint(files[0][0], device, flip=files[0][2] if flip is None else flip, **kwargs)
     return PredictorFamily.from_files(files, device, **kwargs)
 
 
@@ -317,7 +340,8 @@ class Detector:
     refines the crop with the landmarks and returns landmarks in photo coordinates; ``track(video)`` follows the
     faces of a video with stable ids (:mod:`sht.video`). The face detector is :meth:`face_detector` (one place to
     change it). Works on CPU or CUDA (``device``); ``backend`` and ``threads`` as in :class:`Predictor`
-    (``backend="onnx"``: ONNX Runtime on CPU)."""
+    (``backend="onnx"``: ONNX Runtime on CPU); ``flip``: the flip test on or off for every model (default: each
+    release member's own choice, :data:`RELEASE_FAMILY`; off for ``weights``)."""
 
     def __init__(
         self,
@@ -328,10 +352,13 @@ class Detector:
         compile: bool = False,
         backend: str = "torch",
         threads: int = 0,
+        flip: bool | None = None,
     ) -> None:
         kw: dict[str, Any] = {"compile": compile, "backend": backend, "threads": threads}
         self.predictor: Predictor | PredictorFamily = (
-            release_predictor(device, **kw) if weights is None else Predictor.from_checkpoint(weights, device, **kw)
+            release_predictor(device, flip=flip, **kw)
+            if weights is None
+            else Predictor.from_checkpoint(weights, device, flip=bool(flip), **kw)
         )
         if not self.predictor.config.model.has_landmarks:
             raise CheckpointError(f"{self.predictor.source}: an FHS (face-only) model cannot detect landmarks")
