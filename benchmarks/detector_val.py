@@ -19,6 +19,8 @@ kept down to score 0.05, so every threshold of the grid is read from one pass.
 
 ``--ship`` writes the weights with the lowest threshold at which no face size has more than ``--fp`` (0.1) false
 positives per 640x480 validation composite: issue 15's operating point, chosen here rather than on the benchmark.
+With ``--upsample F`` (an enlarged level for faces under 20 px, ``DetectSettings.upsample``) the grid is that
+level's threshold, the pyramid staying at the weights' own, and ``--ship`` writes both.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from sht.data.composites import (
 )
 from sht.faces import ShtFaceDetector
 from sht.metrics import detection_summary, match_detections
+from sht.models.face_detector import merge_levels
 from sht.report import markdown_table
 
 HERE = Path(__file__).resolve().parent
@@ -97,20 +100,36 @@ def boxes(det: ShtFaceDetector, img: Image.Image) -> np.ndarray:
     return np.array([[b.x0, b.y0, b.x1, b.y1, b.score] for b in det(img)]).reshape(-1, 5)
 
 
-def evaluate(weights: Path, args: argparse.Namespace, bank: FaceBank, builder: CompositeBuilder) -> dict:
-    det = ShtFaceDetector(weights, threshold=0.05)
+def at_threshold(parts: tuple[np.ndarray, np.ndarray], t: float, own: float, upsample: float, nms: float) -> np.ndarray:
+    """One image's boxes at grid value ``t``: the threshold of every level without the enlarged level; with it,
+    the enlarged level's threshold (at least ``own``), the pyramid staying at the weights' own."""
+    pyr, small = (torch.from_numpy(p) for p in parts)
+    main, up = (t, np.inf) if upsample == 1 else (own, max(own, t))
+    return merge_levels(pyr, small, main, up, nms).numpy()
+
+
+def evaluate(
+    weights: Path, args: argparse.Namespace, bank: FaceBank, builder: CompositeBuilder, upsample: float
+) -> dict:
+    det = ShtFaceDetector(weights, threshold=0.05, upsample=upsample)
     own = float(ShtFaceDetector(weights).settings.threshold)
+    nms = det.settings.nms_iou
     grid = sorted({*(t for t in THRESHOLDS if abs(t - own) > 1e-3), round(own, 3)})
-    res: dict = {"weights": str(weights), "threshold": own, "thresholds": grid, "sizes": {}}
+    res: dict = {"weights": str(weights), "upsample": upsample, "threshold": own, "thresholds": grid, "sizes": {}}
+    if upsample != 1:
+        res["grid"] = "threshold of the enlarged level (the pyramid at the weights' own)"
     for size in args.sizes:
         n_faces = int(np.clip(round(0.2 * 640 * 480 / (2 * size) ** 2), 1, 16))
         items = [
             builder.compose(image_rng(SEED, size, i, stream=3), 640, 480, sizes=[float(size)] * n_faces, border=0.15)
             for i in range(args.images)
         ]
-        preds = [boxes(det, Image.fromarray(_u8(c.image))) for c in items]
+        parts = [det.levels(Image.fromarray(_u8(c.image))) for c in items]
         truths, ignores = [c.boxes.numpy() for c in items], [c.ignore.numpy() for c in items]
-        rows = [detection_summary(preds, truths, 0.3, t, ignores) for t in grid]
+        rows = [
+            detection_summary([at_threshold(p, t, own, upsample, nms) for p in parts], truths, 0.3, 0.0, ignores)
+            for t in grid
+        ]
         res["sizes"][str(size)] = {
             "recall": [r["recall"] for r in rows],
             "fp_per_image": [r["fp_per_image"] for r in rows],
@@ -118,13 +137,25 @@ def evaluate(weights: Path, args: argparse.Namespace, bank: FaceBank, builder: C
         }
         print(f"  {weights.name} {size} px: recall at own threshold {rows[grid.index(round(own, 3))]['recall']:.3f}")
     faces, empty = thumbnails(bank, args.thumbs), background_thumbnails(builder, args.thumbs)
-    thumbs = [boxes(det, im) for im in faces]
-    best = np.array([match_detections(p, THUMB_BOX, 0.3)[2][0] for p in thumbs])
-    res["thumbs_found"] = [float((best >= t).mean()) for t in grid]
-    bgs = [boxes(det, im) for im in empty]
-    top = np.array([p[:, 4].max() if len(p) else -np.inf for p in bgs])
-    res["bg_thumbs_fired"] = [float((top >= t).mean()) for t in grid]
+    thumbs = [det.levels(im) for im in faces]
+    res["thumbs_found"] = [
+        float(
+            np.mean(
+                [
+                    match_detections(at_threshold(p, t, own, upsample, nms), THUMB_BOX, 0.3)[2][0] > -np.inf
+                    for p in thumbs
+                ]
+            )
+        )
+        for t in grid
+    ]
+    bgs = [det.levels(im) for im in empty]
+    res["bg_thumbs_fired"] = [
+        float(np.mean([len(at_threshold(p, t, own, upsample, nms)) > 0 for p in bgs])) for t in grid
+    ]
     res["thumbs"] = len(thumbs)
+    if upsample != 1:
+        return res
     res["borders"] = {}  # DetectSettings.border on the thumbnails, at the weights' own threshold
     for b in BORDERS:
         framed = ShtFaceDetector(weights, border=b)
@@ -175,6 +206,13 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=20, help="640x480 composites per face size")
     ap.add_argument("--thumbs", type=int, default=200, help="face / background thumbnails")
     ap.add_argument("--out", default=str(HERE / "results" / "detector_val.json"))
+    ap.add_argument(
+        "--upsample",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="DetectSettings.upsample values (the enlarged level for the smallest faces; 1: none), one unit each",
+    )
     ap.add_argument("--fp", type=float, default=0.1, help="false positives per 640x480 allowed at every size")
     ap.add_argument(
         "--ship", help="write a copy of the (one) weights file here with the chosen threshold as its default"
@@ -184,15 +222,15 @@ def main() -> None:
     units = Units(Path(args.out))
     units.doc["meta"] = {"machine": platform.machine(), "torch": torch.__version__, "seed": SEED}
     bank = builder = None
-    for w in map(Path, args.weights):
+    for w, up in ((Path(w), up) for w in args.weights for up in args.upsample):
         if not w.is_file():
             sys.exit(f"benchmarks/detector_val.py: weights not found: {w}")
-        key = hashlib.sha256(w.read_bytes()).hexdigest()[:12]
+        key = hashlib.sha256(w.read_bytes()).hexdigest()[:12] + (f"-up{up:g}" if up != 1 else "")
         if key not in units:
             if bank is None:
                 bank, builder = val_faces()
-            units.put(key, evaluate(w, args, bank, builder))
-        print(f"\n{w} ({key})\n\n{table(units[key], args.fp)}")
+            units.put(key, evaluate(w, args, bank, builder, up))
+        print(f"\n{w} ({key}; upsample {up:g})\n\n{table(units[key], args.fp)}")
         frames = units[key].get("borders", {})
         print(
             "\nborder px: thumbs found / bg thumbs fired at its own threshold: "
@@ -203,11 +241,17 @@ def main() -> None:
     if args.ship:
         from sht.export import export_face_detector
 
-        if len(args.weights) != 1:
-            sys.exit("benchmarks/detector_val.py: --ship takes exactly one --weights file")
-        t = chosen(units[key], args.fp)
-        note = f"threshold {t:.2f}: at most {args.fp:g} FP per 640x480 at every size of benchmarks/detector_val.py"
-        print(f"-> {export_face_detector(args.weights[0], args.ship, note=note, threshold=t)} (threshold {t:.2f})")
+        if len(args.weights) != 1 or len(args.upsample) != 1:
+            sys.exit("benchmarks/detector_val.py: --ship takes exactly one --weights file and one --upsample")
+        unit, t = units[key], chosen(units[key], args.fp)
+        fp = f"at most {args.fp:g} FP per 640x480 at every size of benchmarks/detector_val.py"
+        if args.upsample[0] == 1:
+            note, kw = f"threshold {t:.2f}: {fp}", {"threshold": t, "upsample": (1.0, 0.0)}
+        else:  # the pyramid keeps its threshold; the enlarged level gets the chosen one
+            up = args.upsample[0]
+            note = f"threshold {unit['threshold']:.2f}; enlarged level x{up:g} from {t:.2f}: {fp}"
+            kw = {"threshold": unit["threshold"], "upsample": (up, t)}
+        print(f"-> {export_face_detector(args.weights[0], args.ship, note=note, **kw)} ({note})")
 
 
 if __name__ == "__main__":

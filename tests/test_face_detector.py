@@ -23,6 +23,8 @@ from sht.models.face_detector import (
     FaceDetector,
     box_iou,
     detect,
+    detect_levels,
+    merge_levels,
     nms,
     parameter_bytes,
     pyramid_scales,
@@ -295,3 +297,39 @@ def test_border_keeps_boxes_in_photo_pixels():
     assert max(abs(a.x0 - b.x0), abs(a.y0 - b.y0), abs(a.x1 - b.x1), abs(a.y1 - b.y1)) < 2.0
     truth = np.concatenate([pts.min(0), pts.max(0)]) + [60, 30, 60, 30]
     assert np.abs(np.array([b.x0, b.y0, b.x1, b.y1]) - truth).max() < 6  # the landmark box, ~30 px
+
+
+def test_enlarged_level_keeps_only_small_faces_in_photo_pixels():
+    """``DetectSettings.upsample``: the photo enlarged once more; its boxes come back in the photo's pixels, only
+    those under ``upsample_below``, and :func:`detect` is their merge with the pyramid's at the two thresholds."""
+    cfg = FaceDetectorConfig(max_face=24)
+    img = torch.zeros(3, 96, 128)
+    marks = [(20, 20), (80, 52)]
+    for x, y in marks:
+        img[:, y : y + 4, x : x + 4] = 1
+    model = _MarkModel(cfg)
+    pyr, small = detect_levels(model, img, DetectSettings(max_levels=1))
+    assert len(pyr) == len(marks) and len(small) == 0  # no enlarged level by default
+    s = DetectSettings(max_levels=1, upsample=2.0, upsample_below=12.0)
+    pyr, small = detect_levels(model, img, s)
+    assert len(small) >= len(marks)
+    side = torch.maximum(small[:, 2] - small[:, 0], small[:, 3] - small[:, 1])
+    assert (side < 12.0).all() and side.min() > 6.0  # the mark model's 16-px box at 2x: 8 px of the photo
+    centres = torch.stack([(small[:, 0] + small[:, 2]) / 2, (small[:, 1] + small[:, 3]) / 2], 1)
+    truth = torch.tensor([[x + 2.0, y + 2.0] for x, y in marks])
+    assert torch.cdist(truth, centres).min(1).values.max() < 1.5
+    merged = detect(model, img, s)
+    torch.testing.assert_close(merged, merge_levels(pyr, small, s.threshold, s.threshold, s.nms_iou))
+    assert len(merge_levels(pyr, small, s.threshold, 1.01, s.nms_iou)) == len(marks)  # enlarged level switched off
+    capped = DetectSettings(max_levels=1, upsample=2.0, max_pixels=96 * 128 * 2)
+    assert len(detect_levels(model, img, capped)[1]) == 0  # the enlarged photo would pass max_pixels
+
+
+def test_exported_weights_carry_their_operating_point(detector_weights, tmp_path):
+    from sht.export import export_face_detector
+
+    out = export_face_detector(detector_weights, tmp_path / "fd.safetensors", threshold=0.6, upsample=(1.5, 0.7))
+    s = ShtFaceDetector(out).settings
+    assert (s.threshold, s.upsample, s.upsample_threshold) == (pytest.approx(0.6), 1.5, pytest.approx(0.7))
+    assert ShtFaceDetector(out, upsample=1.0).settings.upsample == 1.0
+    assert ShtFaceDetector(detector_weights).settings.upsample == 1.0  # older weights: no enlarged level

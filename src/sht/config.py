@@ -134,7 +134,9 @@ class LossConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation, schedule, logging and checkpointing for one training run."""
+    """Optimisation, schedule, logging and checkpointing for one training run. ``init``: DHLN weights (an export
+    such as the shipped ``sht-small.safetensors``, or a checkpoint) that stage 1 starts from instead of a random
+    initialisation (fine-tuning; the model config must match); a resumed run takes its own checkpoint."""
 
     steps: int = 100_000
     batch_size: int = 16
@@ -155,6 +157,7 @@ class TrainConfig:
     out_dir: str = "runs/train"
     tensorboard: bool = True
     progress: bool = True
+    init: str = ""
 
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "constant"):
@@ -513,7 +516,9 @@ class FaceDetectorConfig:
     training image holds few large faces whole), so a 200-px face is found at 1/4. ``threshold`` and ``nms_iou``
     are the default decoding settings; ``calibrate_fp`` > 0: when a training run is exported, ``threshold`` becomes
     the lowest score at which its validation composites (held-out identities, never a benchmark's faces) have at
-    most that many false positives per 640x480 of image area (:func:`sht.train.face_detector.calibrate_threshold`)."""
+    most that many false positives per 640x480 of image area (:func:`sht.train.face_detector.calibrate_threshold`).
+    ``upsample`` > 1, ``upsample_threshold``: the enlarged level for the smallest faces and its score threshold
+    (:class:`sht.models.face_detector.DetectSettings`), written with the weights (benchmarks/detector_val.py)."""
 
     channels: list[int] = field(default_factory=lambda: [16, 32, 48, 64, 96])
     blocks: list[int] = field(default_factory=lambda: [0, 1, 1, 2, 1])
@@ -525,8 +530,12 @@ class FaceDetectorConfig:
     threshold: float = 0.4
     nms_iou: float = 0.4
     calibrate_fp: float = 0.05
+    upsample: float = 1.0
+    upsample_threshold: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.upsample < 1 or not 0 <= self.upsample_threshold < 1:
+            raise ConfigError("model.upsample must be >= 1 and model.upsample_threshold in [0, 1)")
         if self.calibrate_fp < 0:
             raise ConfigError(f"model.calibrate_fp must be >= 0, got {self.calibrate_fp}")
         if len(self.channels) != len(self.blocks) or not self.channels or min(self.channels) < 1:
@@ -648,6 +657,8 @@ class DetectorConfig:
             raise ConfigError(f"kind must be detector in a face-detector config, got {self.kind!r}")
         if self.data.mine_images and not self.init:
             raise ConfigError("data.mine_images needs init: the detector whose mistakes are mined")
+        if self.train.init:
+            raise ConfigError("a face-detector config starts from weights with init:, not train.init")
 
 
 DETECTOR_PRESETS: dict[str, dict[str, Any]] = {

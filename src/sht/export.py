@@ -62,13 +62,21 @@ def export_weights(checkpoint: str | Path, out: str | Path, fp16: bool = True, n
 
 
 def export_face_detector(
-    checkpoint: str | Path, out: str | Path, fp16: bool = True, note: str = "", threshold: float | None = None
+    checkpoint: str | Path,
+    out: str | Path,
+    fp16: bool = True,
+    note: str = "",
+    threshold: float | None = None,
+    upsample: tuple[float, float] | None = None,
 ) -> Path:
     """The face detector of a ``sht train-detector`` checkpoint (fp16 unless ``fp16=False``) with its config
-    (``threshold``: its default score threshold instead of the checkpoint's): what ``make_face_detector(PATH)``
-    loads and what ships as ``sht/weights/face-detector.safetensors``."""
-    changes = {"threshold": threshold} if threshold is not None else None
-    return _write_weights(checkpoint, out, ("detector.",), "face-detector", fp16, note, changes)
+    (``threshold``: its default score threshold instead of the checkpoint's; ``upsample``: ``(factor, threshold)``
+    of the enlarged level for the smallest faces): what ``make_face_detector(PATH)`` loads and what ships as
+    ``sht/weights/face-detector.safetensors``."""
+    changes: dict = {"threshold": threshold} if threshold is not None else {}
+    if upsample is not None:
+        changes |= {"upsample": upsample[0], "upsample_threshold": upsample[1]}
+    return _write_weights(checkpoint, out, ("detector.",), "face-detector", fp16, note, changes or None)
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = OPSET, face: bool = True) -> Path:

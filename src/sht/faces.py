@@ -135,7 +135,8 @@ class ShtFaceDetector:
     size (an image pyramid for large faces, tiles for large photos; photos above ``max_pixels`` are reduced
     first). Boxes are the 68-point landmark box, with the detector's score (``threshold``: the lowest kept;
     default: the model's). ``weights``: a ``sht train-detector`` checkpoint or export (default: the shipped
-    weights, ``sht/weights/face-detector.safetensors``); ``border``: :class:`DetectSettings`'s (default its)."""
+    weights, ``sht/weights/face-detector.safetensors``); ``border``, ``upsample``, ``upsample_threshold``:
+    :class:`DetectSettings`'s (default its)."""
 
     name = "sht"
     calibration = LANDMARK_BOX_CALIBRATION
@@ -148,6 +149,8 @@ class ShtFaceDetector:
         max_pixels: int = 16_000_000,
         tile: int = 1024,
         border: int | None = None,
+        upsample: float | None = None,
+        upsample_threshold: float | None = None,
     ) -> None:
         import torch
 
@@ -172,30 +175,58 @@ class ShtFaceDetector:
         self.device = torch.device(device)
         self.source = str(path)
         self.settings = DetectSettings(
-            threshold if threshold is not None else cfg.threshold, cfg.nms_iou, tile=tile, max_pixels=max_pixels
+            threshold if threshold is not None else cfg.threshold,
+            cfg.nms_iou,
+            tile=tile,
+            max_pixels=max_pixels,
+            upsample=cfg.upsample,
+            upsample_threshold=cfg.upsample_threshold,
         )
         if border is not None:
             self.settings.border = border
+        if upsample is not None:
+            self.settings.upsample = upsample
+        if upsample_threshold is not None:
+            self.settings.upsample_threshold = upsample_threshold
 
     def __call__(self, img: Image.Image) -> list[FaceBox]:
         """Face boxes (the landmark box) with scores, largest first; an empty list for an empty image."""
+        from .models.face_detector import detect
+
+        found = self._run(img, lambda t: (detect(self.model, t, self.settings),))
+        if found is None:
+            return []
+        boxes = [FaceBox(*map(float, b)) for b in found[0]]
+        return sorted(boxes, key=lambda b: -b.width * b.height)
+
+    def levels(self, img: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+        """The pyramid's and the enlarged level's boxes ``(N, 5)`` in the photo's pixels, before their merge
+        (:func:`sht.models.face_detector.detect_levels`): what a benchmark reads several thresholds from."""
+        from .models.face_detector import detect_levels
+
+        found = self._run(img, lambda t: detect_levels(self.model, t, self.settings))
+        return (np.zeros((0, 5)), np.zeros((0, 5))) if found is None else found  # type: ignore[return-value]
+
+    def _run(self, img: Image.Image, fn) -> tuple[np.ndarray, ...] | None:  # noqa: ANN001 - tensor -> boxes
+        """``fn`` on the photo as a float tensor (reduced to ``max_pixels``), its boxes in the photo's pixels."""
         import torch
 
         from .data.formats import to_rgb8
-        from .models.face_detector import detect
 
         rgb = to_rgb8(img)
         w, h = rgb.size
         if w < 1 or h < 1:
-            return []
+            return None
         scale = min(1.0, (self.settings.max_pixels / (w * h)) ** 0.5)
         if scale < 1.0:  # reduced here (8-bit) rather than as a float tensor of the full photo
             rgb = rgb.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
         t = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
-        found = detect(self.model, t.to(self.device), self.settings).cpu().double().numpy()
         sx, sy = w / rgb.size[0], h / rgb.size[1]
-        boxes = [FaceBox(x0 * sx, y0 * sy, x1 * sx, y1 * sy, float(sc)) for x0, y0, x1, y1, sc in found]
-        return sorted(boxes, key=lambda b: -b.width * b.height)
+        out = []
+        for part in fn(t.to(self.device)):
+            a = part.cpu().double().numpy().reshape(-1, 5)
+            out.append(a * [sx, sy, sx, sy, 1.0])
+        return tuple(out)
 
 
 def default_face_detector() -> str:

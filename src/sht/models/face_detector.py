@@ -5,7 +5,8 @@ a face-centre heatmap (logits), the box size ``log(w / size_ref), log(h / size_r
 within its cell. A box is the 68-point landmark box (x right, y down, pixels, the image spanning ``[0, W] x [0,
 H]``). :class:`CenterCodec` turns boxes into training targets and maps back into boxes (max-pool peak picking,
 then :func:`nms`); :func:`detect` runs the network over an image pyramid (faces larger than ``max_face`` are found
-on downscaled copies) in tiles (large photos) and merges the levels.
+on downscaled copies; optionally the smallest faces on an enlarged copy) in tiles (large photos) and merges the
+levels.
 """
 
 from __future__ import annotations
@@ -240,6 +241,13 @@ class DetectSettings:
     # and the detector's validation identities (benchmarks/detector_val.py), never on LFW
     border: int = 16
     border_max_side: int = 128
+    # ``upsample`` > 1: one more level, the photo enlarged by that factor (bicubic), which keeps only faces whose
+    # larger side is below ``upsample_below`` px of the photo and whose score reaches ``upsample_threshold`` (or
+    # ``threshold`` if higher): the smallest faces seen at a size the network finds more reliably (skipped where
+    # the enlarged photo would pass ``max_pixels``); 1: no such level
+    upsample: float = 1.0
+    upsample_below: float = 20.0
+    upsample_threshold: float = 0.0
 
 
 def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -299,9 +307,13 @@ def _resize(image: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def detect(model: FaceDetector, image: torch.Tensor, settings: DetectSettings | None = None) -> torch.Tensor:
-    """``(N, 5)`` face boxes ``x0, y0, x1, y1, score`` of a ``(3, H, W)`` image in [0, 1], in its pixels, best
-    first: every pyramid level (tiled), merged by NMS."""
+def detect_levels(
+    model: FaceDetector, image: torch.Tensor, settings: DetectSettings | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two parts :func:`detect` merges, each ``(N, 5)`` in the image's pixels, scores of at least
+    ``settings.threshold``, before the cross-level NMS: the pyramid's boxes and the enlarged level's (empty
+    without ``settings.upsample``). Kept apart so that a benchmark can read every pair of thresholds from one pass
+    (:func:`merge_levels`)."""
     settings = settings or DetectSettings(model.cfg.threshold, model.cfg.nms_iou)
     codec = CenterCodec(model.cfg)
     b = settings.border if min(image.shape[-2:]) <= settings.border_max_side else 0
@@ -323,9 +335,36 @@ def detect(model: FaceDetector, image: torch.Tensor, settings: DetectSettings | 
         boxes[:, [0, 2]] /= sx
         boxes[:, [1, 3]] /= sy
         found.append(boxes)
-    allb = torch.cat(found) if found else torch.zeros(0, 5)
-    keep = nms(allb[:, :4], allb[:, 4], settings.nms_iou)
-    out = allb[keep]
-    if b > 0:
-        out[:, :4] -= b
-    return out
+    small = torch.zeros(0, 5)
+    up = settings.upsample
+    if up > 1 and h * w * up * up <= settings.max_pixels:
+        size = (round(h * up), round(w * up))
+        big = F.interpolate(image[None], size=size, mode="bicubic", align_corners=False)[0].clamp(0, 1)
+        small = run_level(model, codec, big, settings).clone()
+        small[:, [0, 2]] *= w / size[1]
+        small[:, [1, 3]] *= h / size[0]
+        side = torch.maximum(small[:, 2] - small[:, 0], small[:, 3] - small[:, 1])
+        small = small[side < settings.upsample_below]
+    pyramid = torch.cat(found) if found else torch.zeros(0, 5)
+    for part in (pyramid, small):
+        part[:, :4] -= b
+    return pyramid, small
+
+
+def merge_levels(
+    pyramid: torch.Tensor, small: torch.Tensor, threshold: float, upsample_threshold: float, nms_iou: float
+) -> torch.Tensor:
+    """The parts of :func:`detect_levels` at their own score thresholds, merged by NMS, best first."""
+    allb = torch.cat([pyramid[pyramid[:, 4] >= threshold], small[small[:, 4] >= upsample_threshold]])
+    return allb[nms(allb[:, :4], allb[:, 4], nms_iou)]
+
+
+@torch.inference_mode()
+def detect(model: FaceDetector, image: torch.Tensor, settings: DetectSettings | None = None) -> torch.Tensor:
+    """``(N, 5)`` face boxes ``x0, y0, x1, y1, score`` of a ``(3, H, W)`` image in [0, 1], in its pixels, best
+    first: every pyramid level (tiled) and the optional enlarged level (kept from ``upsample_threshold``), merged
+    by NMS."""
+    settings = settings or DetectSettings(model.cfg.threshold, model.cfg.nms_iou)
+    pyramid, small = detect_levels(model, image, settings)
+    up_t = max(settings.threshold, settings.upsample_threshold)
+    return merge_levels(pyramid, small, settings.threshold, up_t, settings.nms_iou)
