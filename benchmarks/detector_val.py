@@ -232,6 +232,8 @@ def main() -> None:
             units.put(key, evaluate(w, args, bank, builder, up))
         print(f"\n{w} ({key}; upsample {up:g})\n\n{table(units[key], args.fp)}")
         frames = units[key].get("borders", {})
+        if not frames:
+            continue
         print(
             "\nborder px: thumbs found / bg thumbs fired at its own threshold: "
             + "; ".join(

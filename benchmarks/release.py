@@ -96,7 +96,8 @@ def main() -> None:
     weak = cfg.sht.weak
     note = {
         "recipe": "; ".join(f"stage {s}: {NAMES[s]}, {cfg.sht.steps[s - 1]} steps" for s in trained)
-        + f" (batch {cfg.train.batch_size}; stages 2-4: {cfg.train.batch_size // 2} pairs)",
+        + f" (batch {cfg.train.batch_size}; stages 2-4: {cfg.train.batch_size // 2} pairs)"
+        + (f", stage 1 starting from {cfg.train.init} (train.init)" if cfg.train.init else ""),
         "data": f"labeled: {', '.join(dict.fromkeys(cfg.data.train))}; unlabeled: "
         + (f"{', '.join(weak.images + weak.videos)} (at most {weak.limit} images)" if chosen == 4 else "none"),
         "faces": count_faces(list(cfg.data.train)),
