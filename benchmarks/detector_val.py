@@ -112,10 +112,18 @@ def evaluate(
     weights: Path, args: argparse.Namespace, bank: FaceBank, builder: CompositeBuilder, upsample: float
 ) -> dict:
     det = ShtFaceDetector(weights, threshold=0.05, upsample=upsample)
+    det.settings.upsample_below = args.upsample_below
     own = float(ShtFaceDetector(weights).settings.threshold)
     nms = det.settings.nms_iou
     grid = sorted({*(t for t in THRESHOLDS if abs(t - own) > 1e-3), round(own, 3)})
-    res: dict = {"weights": str(weights), "upsample": upsample, "threshold": own, "thresholds": grid, "sizes": {}}
+    res: dict = {
+        "weights": str(weights),
+        "upsample": upsample,
+        "upsample_below": args.upsample_below,
+        "threshold": own,
+        "thresholds": grid,
+        "sizes": {},
+    }
     if upsample != 1:
         res["grid"] = "threshold of the enlarged level (the pyramid at the weights' own)"
     for size in args.sizes:
@@ -213,6 +221,9 @@ def main() -> None:
         default=[1.0],
         help="DetectSettings.upsample values (the enlarged level for the smallest faces; 1: none), one unit each",
     )
+    ap.add_argument(
+        "--upsample-below", type=float, default=20.0, help="DetectSettings.upsample_below: the faces that level keeps"
+    )
     ap.add_argument("--fp", type=float, default=0.1, help="false positives per 640x480 allowed at every size")
     ap.add_argument(
         "--ship", help="write a copy of the (one) weights file here with the chosen threshold as its default"
@@ -226,6 +237,8 @@ def main() -> None:
         if not w.is_file():
             sys.exit(f"benchmarks/detector_val.py: weights not found: {w}")
         key = hashlib.sha256(w.read_bytes()).hexdigest()[:12] + (f"-up{up:g}" if up != 1 else "")
+        if up != 1 and args.upsample_below != 20:
+            key += f"-below{args.upsample_below:g}"
         if key not in units:
             if bank is None:
                 bank, builder = val_faces()
@@ -248,11 +261,12 @@ def main() -> None:
         unit, t = units[key], chosen(units[key], args.fp)
         fp = f"at most {args.fp:g} FP per 640x480 at every size of benchmarks/detector_val.py"
         if args.upsample[0] == 1:
-            note, kw = f"threshold {t:.2f}: {fp}", {"threshold": t, "upsample": (1.0, 0.0)}
+            note, kw = f"threshold {t:.2f}: {fp}", {"threshold": t, "upsample": (1.0, 0.0, 20.0)}
         else:  # the pyramid keeps its threshold; the enlarged level gets the chosen one
             up = args.upsample[0]
-            note = f"threshold {unit['threshold']:.2f}; enlarged level x{up:g} from {t:.2f}: {fp}"
-            kw = {"threshold": unit["threshold"], "upsample": (up, t)}
+            below = args.upsample_below
+            note = f"threshold {unit['threshold']:.2f}; enlarged level x{up:g} from {t:.2f} below {below:g} px: {fp}"
+            kw = {"threshold": unit["threshold"], "upsample": (up, t, below)}
         print(f"-> {export_face_detector(args.weights[0], args.ship, note=note, **kw)} ({note})")
 
 

@@ -41,6 +41,11 @@ def describe(pred: Predictor, max_side: int | None) -> str:
     path = Path(pred.source)
     takes = f"crops up to {max_side} px" if max_side else "larger crops (and every crop when it is alone)"
     lr = ", ".join(str(v) for v in dict.fromkeys(pred.config.data.lr_sizes))
+    flip = (
+        "on (each crop and its mirror image, averaged: twice the work; chosen on validation, benchmarks/flip_test.py)"
+        if pred.flip
+        else "off (benchmarks/flip_test.py; `Detector(flip=True)` / `--flip on` turns it on)"
+    )
     return f"""### `{path.name}`: {m.input_size} px input, for {takes}
 
 A DHLN (paper §3.1: stacked-hourglass landmark stream + face-hallucination stream, fused by FUBlock1/FUBlock2) with
@@ -58,6 +63,7 @@ to {m.input_size} px. FPTN, used in training, is not part of it.
 - Command: `{info.get("command", "?")}`
 - Machine and time: {info.get("machine", "?")}
 - Checkpoint: stage `{doc.get("stage")}`, step {doc.get("step")}, exported with `sht export ... --weights`.
+- Flip test at inference: {flip}.
 """
 
 

@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument(
         "--select-px", type=int, default=16, help="LR size (px) of the validation NME that picks the stage (default 16)"
     )
+    ap.add_argument("--no-card", action="store_true", help="do not regenerate MODEL_CARD.md afterwards")
     ap.add_argument("--machine-note", default="", help="a remark on the machine (e.g. shared with another job)")
     ap.add_argument("--override", nargs="*", default=[], help="extra key=value config overrides (e.g. train.threads=1)")
     ap.add_argument(
@@ -110,7 +111,8 @@ def main() -> None:
     }
     out = export_weights(ckpt, args.export, fp16=True, note=json.dumps(note))
     print(f"released stage {chosen}: {ckpt} -> {out} ({out.stat().st_size / 1e6:.2f} MB); {note['selection']}")
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model_card.py")], check=True)
+    if not args.no_card:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "model_card.py")], check=True)
 
 
 if __name__ == "__main__":

@@ -328,8 +328,9 @@ def test_enlarged_level_keeps_only_small_faces_in_photo_pixels():
 def test_exported_weights_carry_their_operating_point(detector_weights, tmp_path):
     from sht.export import export_face_detector
 
-    out = export_face_detector(detector_weights, tmp_path / "fd.safetensors", threshold=0.6, upsample=(1.5, 0.7))
+    out = export_face_detector(detector_weights, tmp_path / "fd.safetensors", threshold=0.6, upsample=(1.5, 0.7, 24.0))
     s = ShtFaceDetector(out).settings
     assert (s.threshold, s.upsample, s.upsample_threshold) == (pytest.approx(0.6), 1.5, pytest.approx(0.7))
+    assert s.upsample_below == 24.0
     assert ShtFaceDetector(out, upsample=1.0).settings.upsample == 1.0
     assert ShtFaceDetector(detector_weights).settings.upsample == 1.0  # older weights: no enlarged level

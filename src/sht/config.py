@@ -517,7 +517,8 @@ class FaceDetectorConfig:
     are the default decoding settings; ``calibrate_fp`` > 0: when a training run is exported, ``threshold`` becomes
     the lowest score at which its validation composites (held-out identities, never a benchmark's faces) have at
     most that many false positives per 640x480 of image area (:func:`sht.train.face_detector.calibrate_threshold`).
-    ``upsample`` > 1, ``upsample_threshold``: the enlarged level for the smallest faces and its score threshold
+    ``upsample`` > 1, ``upsample_threshold``, ``upsample_below``: the enlarged level for the smallest faces, its
+    score threshold and the largest face it keeps
     (:class:`sht.models.face_detector.DetectSettings`), written with the weights (benchmarks/detector_val.py)."""
 
     channels: list[int] = field(default_factory=lambda: [16, 32, 48, 64, 96])
@@ -532,6 +533,7 @@ class FaceDetectorConfig:
     calibrate_fp: float = 0.05
     upsample: float = 1.0
     upsample_threshold: float = 0.0
+    upsample_below: float = 20.0
 
     def __post_init__(self) -> None:
         if self.upsample < 1 or not 0 <= self.upsample_threshold < 1:

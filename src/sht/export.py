@@ -67,15 +67,15 @@ def export_face_detector(
     fp16: bool = True,
     note: str = "",
     threshold: float | None = None,
-    upsample: tuple[float, float] | None = None,
+    upsample: tuple[float, float, float] | None = None,
 ) -> Path:
     """The face detector of a ``sht train-detector`` checkpoint (fp16 unless ``fp16=False``) with its config
-    (``threshold``: its default score threshold instead of the checkpoint's; ``upsample``: ``(factor, threshold)``
-    of the enlarged level for the smallest faces): what ``make_face_detector(PATH)`` loads and what ships as
+    (``threshold``: its default score threshold instead of the checkpoint's; ``upsample``: ``(factor, threshold,
+    below)`` of the enlarged level for the smallest faces): what ``make_face_detector(PATH)`` loads and what ships as
     ``sht/weights/face-detector.safetensors``."""
     changes: dict = {"threshold": threshold} if threshold is not None else {}
     if upsample is not None:
-        changes |= {"upsample": upsample[0], "upsample_threshold": upsample[1]}
+        changes |= {"upsample": upsample[0], "upsample_threshold": upsample[1], "upsample_below": upsample[2]}
     return _write_weights(checkpoint, out, ("detector.",), "face-detector", fp16, note, changes or None)
 
 

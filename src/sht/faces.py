@@ -181,6 +181,7 @@ class ShtFaceDetector:
             max_pixels=max_pixels,
             upsample=cfg.upsample,
             upsample_threshold=cfg.upsample_threshold,
+            upsample_below=cfg.upsample_below,
         )
         if border is not None:
             self.settings.border = border
