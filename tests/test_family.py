@@ -94,3 +94,16 @@ def test_the_release_boundary_is_the_one_the_validation_split_chose():
     if not doc.is_file():
         pytest.skip("benchmarks/results/family.json not in this checkout")
     assert RELEASE_FAMILY[0][1] == json.loads(doc.read_text())["boundary"]
+
+
+def test_the_release_flip_tests_are_the_ones_the_validation_split_chose():
+    """``RELEASE_FAMILY``'s flip flags are the ones ``benchmarks/flip_test.py`` chose (results/flip_test.json)."""
+    import json
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "flip_test.json"
+    if not doc.is_file():
+        pytest.skip("benchmarks/results/flip_test.json not in this checkout")
+    chosen = {m["weights"]: m["flip_test"] for m in json.loads(doc.read_text())["members"]}
+    assert {p.name: flip for p, _, flip in RELEASE_FAMILY} == chosen
+    assert json.loads(doc.read_text())["boundary"] == RELEASE_FAMILY[0][1]

@@ -239,16 +239,22 @@ def default_face_detector() -> str:
 
 def make_face_detector(name: str) -> HaarFaceDetector | DlibFaceDetector | ShtFaceDetector:
     """``haar`` (OpenCV, always available), ``dlib`` (HOG, the dlib extra), ``sht`` (sht's own, the shipped
-    weights; :func:`default_face_detector`) or the path of a ``.safetensors`` file of sht's face detector."""
+    weights; :func:`default_face_detector`), ``sht-fast`` (the same without the enlarged level for the smallest
+    faces: about a third of the time, fewer faces under 28 px; benchmarks/RESULTS.md, "Face detection") or the
+    path of a ``.safetensors`` file of sht's face detector."""
     if name == "haar":
         return HaarFaceDetector()
     if name == "dlib":
         return DlibFaceDetector()
     if name == "sht":
         return ShtFaceDetector()
+    if name == "sht-fast":
+        return ShtFaceDetector(upsample=1.0)
     if name.endswith(".safetensors"):
         return ShtFaceDetector(name)
-    raise ValueError(f"unknown face detector {name!r}; choose haar, dlib, sht or a face-detector .safetensors file")
+    raise ValueError(
+        f"unknown face detector {name!r}; choose haar, dlib, sht, sht-fast or a face-detector .safetensors file"
+    )
 
 
 def face_detector_calibration(name: str) -> BoxCalibration:
