@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_checkpoint, load_module, read_checkpoint
+from ..checkpoint import load_checkpoint
 from ..config import Config
 from ..data.dataset import Batch, BatchBuilder, EpochSampler, FaceSet, load_sources, step_generator
 from ..data.formats import DataError
@@ -163,8 +163,7 @@ class SupervisedStage:
 
     def init_from(self, checkpoint: str | Path) -> None:
         """Start from another run's DHLN weights (a checkpoint or an fp16 export, widened; ``train.init``)."""
-        tensors, _ = read_checkpoint(checkpoint)
-        load_module(self.model, tensors, "dhln", str(checkpoint))
+        load_checkpoint(checkpoint, {"dhln": self.model})
 
     @property
     def modules(self) -> dict[str, nn.Module]:
