@@ -93,3 +93,36 @@ def test_train_init_starts_stage_one_from_exported_weights(synth_faces, tmp_path
         assert torch.allclose(a.float(), b.float(), atol=1e-2, rtol=1e-3), k
     with pytest.raises(CheckpointError, match="do not fit the configured model"):
         _stage(tiny_config("model.channels=32", f"train.init={weights}"), synth_faces)
+
+
+def test_train_init_skip_starts_a_larger_input_model_from_a_smaller_one(synth_faces, tmp_path):
+    """``train.init_skip``: a model with twice the input (its SR tail upsamples less) takes every other weight of
+    the smaller one, the skipped tail stays as initialised; without the skip, or with an unknown module, it is an
+    error that names the problem."""
+    from sht.config import ConfigError
+    from sht.export import export_weights
+
+    cfg = tiny_config()
+    src = _stage(cfg, synth_faces)
+    ckpt = save_checkpoint(tmp_path / "c.safetensors", src.modules, src.optimizers, {"config": config_to_dict(cfg)})
+    weights = export_weights(ckpt, tmp_path / "w.safetensors", fp16=False)
+    size = 2 * cfg.model.input_size
+    torch.manual_seed(0)
+    fresh = _stage(tiny_config(f"model.input_size={size}"), synth_faces).model.state_dict()
+    torch.manual_seed(0)
+    big = _stage(
+        tiny_config(f"model.input_size={size}", f"train.init={weights}", "train.init_skip=[sr_tail]"), synth_faces
+    )
+    own = big.model.state_dict()
+    for k, v in own.items():
+        expected = fresh[k] if k.startswith("sr_tail.") else src.model.state_dict()[k]
+        assert torch.equal(v, expected), k
+    assert any(k.startswith("sr_tail.") for k in own)
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        _stage(tiny_config(f"model.input_size={size}", f"train.init={weights}"), synth_faces)
+    with pytest.raises(CheckpointError, match="no module 'sr_head' to skip"):
+        _stage(
+            tiny_config(f"model.input_size={size}", f"train.init={weights}", "train.init_skip=[sr_head]"), synth_faces
+        )
+    with pytest.raises(ConfigError, match="init_skip needs train.init"):
+        tiny_config("train.init_skip=[sr_tail]")

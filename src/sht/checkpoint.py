@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +122,27 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return tensors, doc
 
 
-def load_module(module: nn.Module, tensors: dict[str, torch.Tensor], name: str, where: str = "checkpoint") -> None:
-    """Load ``name.*`` tensors into ``module``; shape or key mismatches raise :class:`CheckpointError`."""
+def load_module(
+    module: nn.Module,
+    tensors: dict[str, torch.Tensor],
+    name: str,
+    where: str = "checkpoint",
+    skip: Sequence[str] = (),
+) -> None:
+    """Load ``name.*`` tensors into ``module``; shape or key mismatches raise :class:`CheckpointError`. Keys under a
+    ``skip`` prefix (``sr_tail`` for ``sr_tail.*``) are left as they are, on both sides."""
     prefix = name + "."
     sd = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     if not sd:
         raise CheckpointError(f"{where}: holds no weights for {name!r}")
     own = module.state_dict()
+    if skip:
+        unknown = [s for s in skip if not any(k == s or k.startswith(s + ".") for k in own)]
+        if unknown:
+            raise CheckpointError(f"{where}: {name!r} has no module {unknown[0]!r} to skip")
+        kept = [k for k in own if not any(k == s or k.startswith(s + ".") for s in skip)]
+        own = {k: own[k] for k in kept}
+        sd = {k: v for k, v in sd.items() if not any(k == s or k.startswith(s + ".") for s in skip)}
     missing = sorted(set(own) - set(sd))
     unexpected = sorted(set(sd) - set(own))
     bad = [k for k in own if k in sd and own[k].shape != sd[k].shape]
@@ -135,18 +150,20 @@ def load_module(module: nn.Module, tensors: dict[str, torch.Tensor], name: str, 
         detail = (f"missing {missing[:3]}" if missing else "") + (f" unexpected {unexpected[:3]}" if unexpected else "")
         detail += f" shape mismatch {bad[:3]}" if bad else ""
         raise CheckpointError(f"{where}: weights for {name!r} do not fit the configured model ({detail.strip()})")
-    module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()})
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=not skip)
 
 
 def load_checkpoint(
     path: str | Path,
     modules: dict[str, nn.Module],
     optimizers: dict[str, torch.optim.Optimizer] | None = None,
+    skip: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Restore modules (and optimisers when given) from ``path``; returns the JSON document."""
+    """Restore modules (and optimisers when given) from ``path``; returns the JSON document. ``skip``: module
+    prefixes left as they are (:func:`load_module`)."""
     tensors, doc = read_checkpoint(path)
     for name, mod in modules.items():
-        load_module(mod, tensors, name, str(path))
+        load_module(mod, tensors, name, str(path), skip)
     for name, opt in (optimizers or {}).items():
         meta = doc.get("optimizers", {}).get(name)
         if meta is None:

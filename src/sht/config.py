@@ -136,7 +136,10 @@ class LossConfig:
 class TrainConfig:
     """Optimisation, schedule, logging and checkpointing for one training run. ``init``: DHLN weights (an export
     such as the shipped ``sht-small.safetensors``, or a checkpoint) that stage 1 starts from instead of a random
-    initialisation (fine-tuning; the model config must match); a resumed run takes its own checkpoint."""
+    initialisation (fine-tuning; the model config must match); a resumed run takes its own checkpoint.
+    ``init_skip``: module prefixes of the DHLN (e.g. ``sr_tail``) left at their random initialisation instead, for
+    a model whose config differs there (a 64 px-input member started from the 32 px one: its SR tail upsamples
+    x2, not x4); any other mismatch is still an error."""
 
     steps: int = 100_000
     batch_size: int = 16
@@ -158,8 +161,11 @@ class TrainConfig:
     tensorboard: bool = True
     progress: bool = True
     init: str = ""
+    init_skip: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.init_skip and not self.init:
+            raise ConfigError("train.init_skip needs train.init: the weights it leaves out of")
         if self.schedule not in ("cosine", "constant"):
             raise ConfigError(f"train.schedule must be cosine or constant, got {self.schedule!r}")
         for key in ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every", "max_nonfinite"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -155,15 +155,16 @@ class SupervisedStage:
         self.sampler = EpochSampler(len(train_faces), cfg.train.batch_size, cfg.train.seed, rank, world_size)
         self.model = build_model(m).to(device, memory_format=torch.channels_last)
         if cfg.train.init:
-            self.init_from(cfg.train.init)
+            self.init_from(cfg.train.init, cfg.train.init_skip)
         self.net = wrap(self.model, world_size)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         self.lower_is_better = m.has_landmarks
         self.best_metric = "val/nme" if m.has_landmarks else "val/psnr"
 
-    def init_from(self, checkpoint: str | Path) -> None:
-        """Start from another run's DHLN weights (a checkpoint or an fp16 export, widened; ``train.init``)."""
-        load_checkpoint(checkpoint, {"dhln": self.model})
+    def init_from(self, checkpoint: str | Path, skip: Sequence[str] = ()) -> None:
+        """Start from another run's DHLN weights (a checkpoint or an fp16 export, widened; ``train.init``), but for
+        the modules under ``skip`` (``train.init_skip``)."""
+        load_checkpoint(checkpoint, {"dhln": self.model}, skip=skip)
 
     @property
     def modules(self) -> dict[str, nn.Module]:
