@@ -3,11 +3,11 @@
 Each member is scored with and without the flip test on the held-out photos of Helen train (``300w:val``: never a
 test set), canonical crops reduced (bicubic, 8-bit) to each LR size (128: the HR crop itself). A member gets the
 flip test (``sht.infer.RELEASE_FAMILY``'s third field) when it lowers the mean validation NME_io over the sizes
-that member serves under the family's boundary (crops up to the boundary: the first member; the rest: the
-last). Writes ``benchmarks/results/flip_test.json`` and the ``flip-test`` block of RESULTS.md.
+that member serves under the family's boundaries (member k: the crops above member k-1's boundary up to its own;
+the last member: the rest). Writes ``benchmarks/results/flip_test.json`` and the ``flip-test`` block of RESULTS.md.
 
     python benchmarks/flip_test.py
-    python benchmarks/flip_test.py --weights A.safetensors B.safetensors --boundary 20
+    python benchmarks/flip_test.py --weights A.safetensors B.safetensors C.safetensors --boundaries 20 40
 """
 
 from __future__ import annotations
@@ -26,31 +26,45 @@ from sht.infer import RELEASE_FAMILY, Predictor
 from sht.report import markdown_table
 
 HERE = Path(__file__).resolve().parent
-SIZES = (12, 16, 20, 24, 32, 48, 64, 128)
+SIZES = (12, 16, 20, 24, 32, 40, 48, 64, 96, 128)
 VAL = "300w:../shared/data/300w:val;offset=0"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--weights", nargs="+", default=[str(m[0]) for m in RELEASE_FAMILY], help="the members, smallest first"
+        "--weights",
+        nargs="+",
+        default=[str(m[0]) for m in RELEASE_FAMILY if m[0].is_file()],
+        help="the members, smallest first",
     )
     ap.add_argument(
-        "--boundary", type=int, default=RELEASE_FAMILY[0][1], help="crops up to this go to the first member"
+        "--boundaries",
+        nargs="*",
+        type=int,
+        default=None,
+        help="each member's largest crop side but the last's (default: sht.infer.RELEASE_FAMILY's)",
     )
     ap.add_argument("--val", nargs="+", default=[VAL], help="validation sources (never a test split)")
     ap.add_argument("--results", default=str(HERE / "results" / "flip_test.json"))
     ap.add_argument("--md", default=str(HERE / "RESULTS.md"))
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.boundaries is None:
+        shipped = {str(m[0]) for m in RELEASE_FAMILY}
+        if not set(args.weights) <= shipped:
+            sys.exit("benchmarks/flip_test.py: give --boundaries for weights outside sht.infer.RELEASE_FAMILY")
+        args.boundaries = [m[1] for m in RELEASE_FAMILY if str(m[0]) in args.weights][:-1]
+    if len(args.boundaries) != len(args.weights) - 1 or args.boundaries != sorted(set(args.boundaries)):
+        sys.exit("benchmarks/flip_test.py: --boundaries needs one increasing size per member but the last")
     for p in args.weights:
         if not Path(p).is_file():
             sys.exit(f"benchmarks/flip_test.py: no weights at {p}")
-    doc: dict = {"validation": args.val, "sizes": list(SIZES), "boundary": args.boundary, "members": []}
+    doc: dict = {"validation": args.val, "sizes": list(SIZES), "boundaries": args.boundaries, "members": []}
+    edges = [0, *args.boundaries, 10**9]
     rows = []
     for k, w in enumerate(args.weights):
-        last = k == len(args.weights) - 1
-        served = [s for s in SIZES if (s > args.boundary) == last] if len(args.weights) > 1 else list(SIZES)
+        served = [s for s in SIZES if edges[k] < s <= edges[k + 1]]
         entry: dict = {"weights": Path(w).name, "serves": served}
         for flip in (False, True):
             pred = Predictor.from_checkpoint(w, flip=flip)
@@ -87,6 +101,7 @@ def main() -> None:
         )
         for m in doc["members"]
     )
+    bounds = ", ".join(map(str, args.boundaries))
     block = "\n".join(
         [
             "## Flip test: which release member averages each face with its mirror image",
@@ -95,7 +110,7 @@ def main() -> None:
             "Helen train, never a test set), canonical crops reduced (bicubic, 8-bit) to each size (128: the HR crop), "
             "each member without and with the flip test (`sht.models.flip.FlipTest`: the crop and its mirror image, "
             "heatmaps flipped back with left/right landmarks swapped, hallucinated faces flipped back, both averaged; "
-            f"twice the work). Mean: over the sizes the member serves (boundary {args.boundary} px).",
+            f"twice the work). Mean: over the sizes the member serves (boundaries {bounds} px).",
             "",
             markdown_table(["model", *[f"{s} px" for s in SIZES], "mean (served)"], rows),
             "",

@@ -3,6 +3,7 @@ landmarks and faces at 16 px on a real photo (scikit-image's astronaut) and on g
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -17,7 +18,7 @@ from sht.config import load_config
 from sht.data import degradation
 from sht.data.synthetic import generate
 from sht.data.transforms import canonical_crop, image_to_tensor, tensor_to_image
-from sht.infer import RELEASE_WEIGHTS
+from sht.infer import RELEASE_WEIGHTS, Predictor, release_members
 from sht.metrics import nme, psnr_y
 
 pytestmark = pytest.mark.skipif(not RELEASE_WEIGHTS.is_file(), reason="release weights not built in this checkout")
@@ -29,16 +30,20 @@ def degrade(hr_img: Image.Image, size: int) -> Image.Image:
 
 
 def test_release_weights_are_small_fp16_with_provenance():
-    assert RELEASE_WEIGHTS.stat().st_size < 25e6
-    with safe_open(str(RELEASE_WEIGHTS), "pt") as f:
-        meta = f.metadata()
-        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
-    assert torch.float16 in dtypes
-    doc = json.loads(meta["sht"])
-    assert doc["modules"] == ["dhln"] and doc["dtype"] == "float16"
-    assert load_config("small").model == Detector().config.model
-    note = json.loads(doc["note"])
-    assert "benchmarks/release.py" in note["command"]
+    members = release_members()
+    assert sum(m[0].stat().st_size for m in members) < 25e6  # the whole family
+    small = load_config("small").model
+    for path, _, _ in members:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata()
+            dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+        assert torch.float16 in dtypes, path
+        doc = json.loads(meta["sht"])
+        assert doc["modules"] == ["dhln"] and doc["dtype"] == "float16"
+        model = Predictor.from_checkpoint(path).config.model
+        assert dataclasses.replace(model, input_size=small.input_size) == small, path  # the small preset at its input
+        assert "benchmarks/release.py" in json.loads(doc["note"])["command"]
+    assert Detector().config.model == Predictor.from_checkpoint(members[-1][0]).config.model
 
 
 def test_detector_on_generated_faces_at_16_px():
@@ -105,7 +110,7 @@ def test_cli_detect_astronaut_at_16_px_uses_shipped_weights(astronaut, tmp_path)
     rc = main(["detect", str(tmp_path / "astronaut16.png"), "--out", str(out), "--save-faces", str(tmp_path / "f")])
     assert rc == 0
     res = json.loads(out.read_text())
-    assert res["weights"].endswith("sht-small.safetensors")
+    assert res["weights"] == " + ".join(str(m[0]) for m in release_members())  # the shipped family
     pts = np.array(res["results"][0]["landmarks"])
     assert pts.shape == (68, 2) and (pts > 0).all() and (pts < 16).all()
     assert Image.open(next((tmp_path / "f").iterdir())).size == (128, 128)

@@ -200,10 +200,10 @@ class PredictorFamily:
     """Several predictors behind the :class:`Predictor` interface, each for crops up to a size: a crop goes to the
     first member whose ``max_side`` is at least its larger side, the last member (``max_side`` None) takes the rest.
     The release family (:data:`RELEASE_FAMILY`) puts a 16 px-input model on the smallest crops, which it runs about
-    4x cheaper, and the 32 px-input one above; the crop size is the face's native resolution in photo and video
-    mode (:func:`sht.faces.crop_size_for`), so the choice follows the face's size. Members share the face size,
-    the crop margin and the landmark scheme, so their outputs are interchangeable; ``config`` is the last
-    member's."""
+    4x cheaper, a 32 px-input one above and a 64 px-input one on crops above 32 px, which keeps their detail;
+    the crop size is the face's native resolution in photo and video mode (:func:`sht.faces.crop_size_for`), so
+    the choice follows the face's size. Members share the face size, the crop margin and the landmark scheme, so
+    their outputs are interchangeable; ``config`` is the last member's."""
 
     def __init__(self, members: Sequence[tuple[Predictor, int | None]]) -> None:
         if not members or members[-1][1] is not None or any(m is None for _, m in members[:-1]):
@@ -284,21 +284,30 @@ class PredictorFamily:
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 RELEASE_WEIGHTS = WEIGHTS_DIR / "sht-small.safetensors"
-#: The release family: (weights, largest crop side it predicts, flip test). The 16 px boundary is where the 16
-#: px-input model stops beating the 32 px-input one (with its flip test) on the validation split (benchmarks/family.py,
-#: results/family.json); the flip test is on where it lowered the validation NME (benchmarks/flip_test.py,
-#: results/flip_test.json).
+#: The release family: (weights, largest crop side it predicts, flip test), smallest input first; the last shipped
+#: member takes every larger crop. The boundaries are where each member stops beating the next one (with their flip
+#: tests) on the validation split (benchmarks/family.py, results/family.json); the flip test is on where it lowered
+#: the validation NME on the sizes the member serves (benchmarks/flip_test.py, results/flip_test.json).
 RELEASE_FAMILY: tuple[tuple[Path, int | None, bool], ...] = (
     (WEIGHTS_DIR / "sht-small16.safetensors", 16, False),
-    (RELEASE_WEIGHTS, None, True),
+    (RELEASE_WEIGHTS, 32, True),
+    (WEIGHTS_DIR / "sht-small64.safetensors", None, True),
 )
 
 
+def release_members() -> list[tuple[Path, int | None, bool]]:
+    """The :data:`RELEASE_FAMILY` members that ship in this installation (the main weights must), the last one
+    taking every crop larger than the one before it."""
+    release_weights()  # one clear line when the main weights are missing
+    files = [m for m in RELEASE_FAMILY if m[0].is_file()]
+    return files[:-1] + [(files[-1][0], None, files[-1][2])]
+
+
 def release_predictor(device: torch.device | str = "cpu", **kwargs: Any) -> Predictor | PredictorFamily:
-    """The release model: the :data:`RELEASE_FAMILY` members that ship in this installation (a family when more
-    than the main weights are there, else the main :class:`Predictor`), each with its flip test unless ``flip=``
-    is given."""
-    files = [m for m in RELEASE_FAMILY[:-1] if m[0].is_file()] + [(release_weights(), None, RELEASE_FAMILY[-1][2])]
+    """The release model: the shipped members of :data:`RELEASE_FAMILY` (:func:`release_members`; a family when
+    more than the main weights are there, else the main :class:`Predictor`), each with its flip test unless
+    ``flip=`` is given."""
+    files = release_members()
     if len(files) == 1:
         flip = kwargs.pop("flip", None)
         return Predictor.from_checkpoint(files[0][0], device, flip=files[0][2] if flip is None else flip, **kwargs)
