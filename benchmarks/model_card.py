@@ -34,12 +34,16 @@ def member_info(pred: Predictor) -> tuple[dict, dict]:
     return json.loads(doc.get("note") or "{}"), doc
 
 
-def describe(pred: Predictor, max_side: int | None) -> str:
-    """One member of the release family: architecture, size, the crops it takes and how it was trained."""
+def describe(pred: Predictor, max_side: int | None, above: int | None = None) -> str:
+    """One member of the release family: architecture, size, the crops it takes (above the previous member's
+    ``above``, up to ``max_side``) and how it was trained."""
     info, doc = member_info(pred)
     m = pred.config.model
     path = Path(pred.source)
-    takes = f"crops up to {max_side} px" if max_side else "larger crops (and every crop when it is alone)"
+    if max_side:
+        takes = f"crops above {above} px up to {max_side} px" if above else f"crops up to {max_side} px"
+    else:
+        takes = f"crops above {above} px" if above else "crops of every size"
     lr = ", ".join(str(v) for v in dict.fromkeys(pred.config.data.lr_sizes))
     flip = (
         "on (each crop and its mirror image, averaged: twice the work; chosen on validation, benchmarks/flip_test.py)"
@@ -192,7 +196,7 @@ def main() -> None:
     rule = "; ".join(
         (f"crops up to {mx} px: `{Path(p.source).stem}`" if mx else f"larger: `{Path(p.source).stem}`")
         for p, mx in members
-    )
+    )  # each member takes the crops above the previous one's size
     each_table = markdown_table(
         ["model", *[("full" if s == FULL else f"{s} px") for s in sizes]],
         [[Path(k).stem, *[f"{r[s].summary()['nme']:.2f}" for s in sizes]] for k, r in each.items()],
@@ -201,7 +205,7 @@ def main() -> None:
 
 `sht.Detector()` and `sht detect` (without `--weights`) load the release family {names} from
 `src/sht/weights/` (`sht.infer.RELEASE_FAMILY`, `release_predictor()`): each face crop goes to one model by its
-size ({rule}), the boundary chosen on the validation split (`python benchmarks/family.py`, benchmarks/RESULTS.md
+size ({rule}), the boundaries chosen on the validation split (`python benchmarks/family.py`, benchmarks/RESULTS.md
 "The release family"). In photo and video mode the crop is taken at the face's native resolution, so the face's
 size picks the model.
 
@@ -212,7 +216,7 @@ OpenCV Haar or dlib HOG on request), crops them and re-centres the crop on the l
 
 ## What they are and how they were trained
 
-{chr(10).join(describe(p, mx) for p, mx in members)}
+{chr(10).join(describe(p, mx, members[k - 1][1] if k else None) for k, (p, mx) in enumerate(members))}
 ## Measured on 300-W Helen test ({len(test)} faces, never used in training or model selection)
 
 Canonical 128 px crops, bicubic LR at each size ("full": the 128 px crop itself); NME normalised by the outer eye
@@ -240,12 +244,18 @@ benchmarks/RESULTS.md, with their commands):
   beside Helen train and YouTube-Faces, for both members. The 32 px member was fine-tuned from the earlier 3000-step
   model (`train.init`) for 4000 steps on the sizes it serves (24-64 px): Helen test NME_io 4.70 -> 4.21 % at 32 px
   with the flip test below (MODEL_CARD.md at commit a52bfc9 had 4.70 / 4.71 / 4.70 % at 32 / 64 px / full).
-- The flip test (each crop and its mirror image, averaged; `benchmarks/flip_test.py`, chosen on validation): on for
-  the 32 px member, where it lowers validation NME_io by 0.14 points and adds 0.05-0.1 dB; off for the 16 px member,
-  where it adds 0.1 dB PSNR_Y but no accuracy, for twice the work.
-- Not tried for lack of CPU time: a 64 px-input member (about 4x the 32 px member's training cost per step), so
-  64 px and full-resolution crops are still read at 32 px; stages 2-4 of SHT for the release members; longer
-  training of the 16 px member (8000 steps, 46 min on one core).
+- The flip test (each crop and its mirror image, averaged; `benchmarks/flip_test.py`, chosen on validation, its
+  numbers in benchmarks/RESULTS.md, "Flip test"): on for the 32 and 64 px members, where it lowers validation
+  NME_io on the sizes they serve; off for the 16 px member, where it adds a little PSNR_Y but no accuracy, for
+  twice the work.
+- A 64 px-input member for the crops above 32 px, so that 64 px and larger faces keep their detail: started from
+  the 32 px member (`train.init`, with `train.init_skip: [sr_tail]` since its SR tail upsamples x2, not x4) and
+  trained 3000 steps on LR sizes 40-128 with the same data (`benchmarks/configs/release-small64.yaml`; the
+  training time is in its description above). It takes over from the 32 px member where it starts winning on
+  validation (`benchmarks/family.py`).
+- Not tried for lack of CPU time: stages 2-4 of SHT for the release members; a longer schedule for the 64 px
+  member (its best validation checkpoint was step 2500 of 3000, as its weights' note records) and for the 16 px
+  member (8000 steps, 46 min on one core).
 
 Cross-check with the independent scorer (`../shared/tools/score_detect.py ... 16 --faces`): `{cross}`.
 
@@ -258,8 +268,8 @@ Regenerate these numbers: `python benchmarks/model_card.py`.
   around the figures above, worse on large poses, occlusion and faces unlike the training data.
 - The input must be a face crop in the canonical convention; other framings (tight boxes, much looser crops)
   degrade accuracy. `Detector.detect` builds such crops from a face detector box and refines them.
-- 64 px and larger faces are resized to the 32 px input: detail beyond 32 px is only used by the face's bicubic
-  base image, so it gains little over bicubic at 64 px.
+- Faces larger than 64 px are resized to the 64 px member's input: detail beyond 64 px is only used by the face's
+  bicubic base image.
 - The face detectors miss some faces (sht's: benchmarks/RESULTS.md, "Face detection"; Haar: most faces below
   24 px and profiles); pass boxes (`--box`, `boxes=`) for those.
 - Research use: the training data (300-W / Helen, YouTube Faces, All-Age-Faces) are for research use only.
