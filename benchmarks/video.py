@@ -65,12 +65,14 @@ from sht.faces import (
     FaceBox,
     HaarFaceDetector,
 )
+from sht.infer import release_members
 from sht.report import markdown_table
 from sht.video import Frame, OneEuroConfig, TrackConfig, VideoReader
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
+SCORE_SIZES = (16, 32, 64)  # crop sides for the lost rule's scores: one per release member
 STATIC_SIZES = (16, 32, 64)
 CLIP_SIZES = (16, 24, 32)
 SMOOTH = OneEuroConfig()  # the defaults: nothing is tuned on these clips
@@ -119,13 +121,28 @@ def save_json(path: Path, doc: dict) -> None:
     os.replace(tmp, path)
 
 
-class Units:
-    """The results file: one entry per finished unit, written after each."""
+def release_id() -> list[str]:
+    """The release family the units are measured with: each member's file, content hash, crop sizes and flip test."""
+    return [
+        f"{p.name}:{hashlib.sha1(p.read_bytes()).hexdigest()[:12]}:{mx}:{'flip' if flip else 'plain'}"
+        for p, mx, flip in release_members()
+    ]
 
-    def __init__(self, path: Path) -> None:
+
+class Units:
+    """The results file: one entry per finished unit, written after each, for one release family (``model``): a
+    file measured with other weights is refused, never mixed in."""
+
+    def __init__(self, path: Path, model: list[str]) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.doc = json.loads(path.read_text()) if path.exists() else {"units": {}}
+        self.doc = json.loads(path.read_text()) if path.exists() else {"model": model, "units": {}}
+        if self.doc.get("model") != model and self.doc["units"]:
+            sys.exit(
+                f"benchmarks/video.py: {path} holds units measured with other release weights "
+                f"({self.doc.get('model', 'not recorded')}); move it aside (or pass --results) to measure this release"
+            )
+        self.doc["model"] = model
 
     def __contains__(self, key: str) -> bool:
         return key in self.doc["units"]
@@ -319,7 +336,7 @@ def part_score(args, det, units: Units) -> None:
             "image corner": CropBox(0, 0, w / 4),
             "60% outside the image": CropBox(w - 0.4 * c.side, c.y0, c.side),
         }
-        for n in (16, 32):
+        for n in SCORE_SIZES:
             preds = det.predictor.predict([crop_image(img, b, n) for b in variants.values()])
             for name, p in zip(variants, preds, strict=True):
                 rows.setdefault(name, []).append(float(p.scores.mean()))
@@ -327,6 +344,7 @@ def part_score(args, det, units: Units) -> None:
         key,
         {
             "faces": len(files),
+            "sizes": list(SCORE_SIZES),
             "crops": {
                 k: {f"p{q}": round(float(np.percentile(v, q)), 3) for q in (0, 1, 10, 50, 90, 100)} | {"n": len(v)}
                 for k, v in rows.items()
@@ -398,10 +416,12 @@ def part_static(args, det, dl: Dlib | None, units: Units) -> None:
 
 
 def reference(args, det, clip: Path, work: Path) -> Path:
-    """The full-resolution pass of a clip (cached): the main face's landmarks per frame (the id seen on most frames),
-    every frame's Haar boxes and Haar time, and the downscaled frames for every size. Two streamed passes over the
-    file (track + Haar, then downscale), so that no clip is held in memory at full resolution."""
-    out = work / f"ref_{clip.stem}.npz"
+    """The full-resolution pass of a clip (cached per release family): the main face's landmarks per frame (the id
+    seen on most frames), every frame's Haar boxes and Haar time, and the downscaled frames for every size. Two
+    streamed passes over the file (track + Haar, then downscale), so that no clip is held in memory at full
+    resolution."""
+    rid = hashlib.sha1(json.dumps(release_id()).encode()).hexdigest()[:12]  # the release family that made it
+    out = work / f"ref_{clip.stem}_{rid}.npz"
     if out.exists():
         return out
     haar = HaarFaceDetector()
@@ -586,8 +606,9 @@ def block(units: Units, args, minutes: float) -> str:
     if "score" in u:
         sc = u["score"]
         lines += [
-            f"**Lost rule, rule 1** (mean heatmap peak of a crop; {sc['faces']} training faces x 16 and 32 px; "
-            "the rule loses a face below 0.6)",
+            f"**Lost rule, rule 1** (mean heatmap peak of a crop; {sc['faces']} training faces x "
+            f"{' and '.join(str(n) for n in sc.get('sizes', (16, 32)))} px; "
+            f"the rule loses a face below {TrackConfig().min_score})",
             "",
             markdown_table(
                 ["crop", "min", "1 %", "10 %", "median", "90 %", "max"],
@@ -781,7 +802,7 @@ def main() -> None:
     for face in (False, True):  # build the ONNX graphs (and warm torch up) before anything is timed
         det.predictor.predict([Image.new("RGB", (16, 16))], face=face)
     dl = None if args.no_dlib else Dlib()
-    units = Units(Path(args.results))
+    units = Units(Path(args.results), release_id())
     t0 = time.perf_counter()
     if "score" in args.only:
         part_score(args, det, units)
