@@ -24,6 +24,7 @@ from sht.models.face_detector import (
     box_iou,
     detect,
     detect_levels,
+    fold_batchnorm,
     merge_levels,
     nms,
     parameter_bytes,
@@ -40,6 +41,26 @@ def test_default_model_is_small_and_keeps_the_stride():
     with torch.no_grad():
         out = m(torch.rand(1, 3, 96, 160))
     assert out.heat.shape == (1, 1, 24, 40) and out.size.shape == out.offset.shape == (1, 2, 24, 40)
+
+
+def test_folded_batchnorm_gives_the_same_maps_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    m = FaceDetector(FaceDetectorConfig())
+    for mod in m.modules():  # non-trivial running statistics and affine terms
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.2, 0.2)
+    m.eval()
+    folded = fold_batchnorm(m).to(memory_format=torch.channels_last)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in folded.modules())
+    assert sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules()) > 10  # the original keeps its BatchNorms
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        a, b = m(x), folded(x)
+    for name in ("heat", "size", "offset"):
+        assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-4), name
 
 
 def test_targets_round_trip_through_decoding():
