@@ -130,13 +130,16 @@ def release_id() -> list[str]:
 
 
 class Units:
-    """The results file: one entry per finished unit, written after each, for one release family (``model``): a
-    file measured with other weights is refused, never mixed in."""
+    """The results file: one entry per finished unit, written after each. With ``model`` (the release family the
+    units are measured with), a file measured with other weights is refused, never mixed in; without it (the face
+    detector's benchmarks, whose units carry their own weights' hash) the file is taken as it is."""
 
-    def __init__(self, path: Path, model: list[str]) -> None:
+    def __init__(self, path: Path, model: list[str] | None = None) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.doc = json.loads(path.read_text()) if path.exists() else {"model": model, "units": {}}
+        self.doc = json.loads(path.read_text()) if path.exists() else {"units": {}}
+        if model is None:
+            return
         if self.doc.get("model") != model and self.doc["units"]:
             sys.exit(
                 f"benchmarks/video.py: {path} holds units measured with other release weights "
