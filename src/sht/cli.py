@@ -513,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
         const="auto",
         choices=["auto", "haar", "dlib", "sht", "sht-fast"],
         help="inputs are photos: find faces first (auto: sht's own where its weights ship, else OpenCV Haar; dlib's "
-        "HOG detector; sht-fast: sht's without its enlarged level for faces under 28 px, about 3x faster)",
+        "HOG detector; sht-fast: sht's without its enlarged level for faces under 28 px, about 2.5x faster)",
     )
     p.add_argument(
         "--face-detector",

@@ -242,7 +242,7 @@ def default_face_detector() -> str:
 def make_face_detector(name: str) -> HaarFaceDetector | DlibFaceDetector | ShtFaceDetector:
     """``haar`` (OpenCV, always available), ``dlib`` (HOG, the dlib extra), ``sht`` (sht's own, the shipped
     weights; :func:`default_face_detector`), ``sht-fast`` (the same without the enlarged level for the smallest
-    faces: about a third of the time, fewer faces under 28 px; benchmarks/RESULTS.md, "Face detection") or the
+    faces: about 40 % of the time, fewer faces under 28 px; benchmarks/RESULTS.md, "Face detection") or the
     path of a ``.safetensors`` file of sht's face detector."""
     if name == "haar":
         return HaarFaceDetector()
