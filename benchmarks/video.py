@@ -752,6 +752,32 @@ def clip_table(u: dict, part: str) -> list[str]:
                 )
         if sp:
             lines += ["Tracking against photo mode on every frame: " + "; ".join(sp) + ".", ""]
+        per_clip = []  # the same comparison clip by clip: an average over frames can hide one clip or be made by it
+        for size in CLIP_SIZES:
+            pairs = {
+                k.split("|")[1]: (v, u.get(k[: -len("|track")] + "|per-frame", {}))
+                for k, v in u.items()
+                if k.startswith(f"{part}|") and k.endswith(f"|{size}|track") and "raw_agreement" in v
+            }
+            pairs = {c: tp for c, tp in pairs.items() if "raw_agreement" in tp[1]}
+            worse = {c: tp for c, tp in pairs.items() if tp[0]["raw_agreement"] > tp[1]["raw_agreement"]}
+            if pairs:
+                per_clip.append(
+                    f"{size} px: tracking agrees at least as well on {len(pairs) - len(worse)} of {len(pairs)} clips"
+                    + (
+                        " (worse on "
+                        + ", ".join(
+                            f"{c}: {pct(t['raw_agreement'])} vs {pct(p['raw_agreement'])} %, coverage "
+                            f"{pct(t['raw_coverage'], 0)} vs {pct(p['raw_coverage'], 0)} %"
+                            for c, (t, p) in sorted(worse.items())
+                        )
+                        + ")"
+                        if worse
+                        else ""
+                    )
+                )
+        if per_clip:
+            lines += ["Per clip, agreement of tracking against photo mode per frame: " + "; ".join(per_clip) + ".", ""]
     return lines
 
 
