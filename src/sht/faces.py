@@ -171,8 +171,8 @@ class ShtFaceDetector:
             raise CheckpointError(f"{path}: not a face-detector checkpoint of this sht version ({exc})") from None
         model = FaceDetector(cfg)
         load_module(model, tensors, "detector", str(path))
-        # inference only: BatchNorm folded into the convolutions and channels-last memory (1.5x faster on a CPU,
-        # the same boxes up to float rounding; benchmarks/RESULTS.md, "Face detection")
+        # inference only: BatchNorm folded into the convolutions and channels-last memory (faster on a CPU, the
+        # same boxes up to float rounding; speed in benchmarks/RESULTS.md, "Face detection")
         self.model = fold_batchnorm(model.float()).to(device, memory_format=torch.channels_last)
         self.device = torch.device(device)
         self.source = str(path)

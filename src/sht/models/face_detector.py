@@ -96,7 +96,7 @@ class FaceDetector(nn.Module):
 def fold_batchnorm(model: FaceDetector) -> FaceDetector:
     """An inference copy of ``model`` with every BatchNorm folded into the convolution before it (``w' = w * g /
     sqrt(v + eps)``, ``b' = beta - m * g / sqrt(v + eps)``): the same outputs up to float rounding, without the
-    normalisation's passes over the feature maps. The copy is in eval mode and cannot be trained."""
+    normalisation's passes over the feature maps. The copy is in eval mode, for inference (no BatchNorm is left)."""
     out = copy.deepcopy(model).eval()
     for mod in out.modules():
         if isinstance(mod, _ConvBN) and isinstance(mod[1], nn.BatchNorm2d):
