@@ -46,6 +46,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,8 @@ SCORE_SIZES = (16, 32, 64)  # crop sides for the lost rule's scores: one per rel
 STATIC_SIZES = (16, 32, 64)
 CLIP_SIZES = (16, 24, 32)
 SMOOTH = OneEuroConfig()  # the defaults: nothing is tuned on these clips
+REF_TRACK = TrackConfig(faces=False)  # the full-resolution reference: the tracker's defaults, landmarks only
+TRACKER = 2  # the version of the tracking rules (2: periodic detection restarts the faces it finds)
 
 
 # --- small helpers -------------------------------------------------------------------------------------------------
@@ -423,7 +426,9 @@ def reference(args, det, clip: Path, work: Path) -> Path:
     seen on most frames), every frame's Haar boxes and Haar time, and the downscaled frames for every size. Two
     streamed passes over the file (track + Haar, then downscale), so that no clip is held in memory at full
     resolution."""
-    rid = hashlib.sha1(json.dumps(release_id()).encode()).hexdigest()[:12]  # the release family that made it
+    # the release family and the tracker (its settings and TRACKER, the version of its rules) that made it
+    made_by = [release_id(), asdict(REF_TRACK), TRACKER]
+    rid = hashlib.sha1(json.dumps(made_by).encode()).hexdigest()[:12]
     out = work / f"ref_{clip.stem}_{rid}.npz"
     if out.exists():
         return out
@@ -443,7 +448,7 @@ def reference(args, det, clip: Path, work: Path) -> Path:
 
     per_id: dict[int, dict[int, np.ndarray]] = {}
     t0 = time.perf_counter()
-    for res in det.track(stream(), TrackConfig(faces=False)):
+    for res in det.track(stream(), REF_TRACK):
         for g in res.faces:
             if g.landmarks is not None:
                 per_id.setdefault(g.id, {})[res.index] = g.landmarks

@@ -17,7 +17,7 @@ from PIL import Image
 from sht.data.formats import DataError
 from sht.data.synthetic import SyntheticFaceConfig, generate
 from sht.data.transforms import CropBox
-from sht.video import OneEuroConfig, OneEuroFilter, TrackConfig, VideoReader, crop_shift, iou
+from sht.video import OneEuroConfig, OneEuroFilter, Track, TrackConfig, VideoReader, crop_shift, iou
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 
@@ -173,10 +173,14 @@ def test_tracking_keeps_one_id_on_a_moving_face_with_few_detector_calls(det, fac
     assert len(seen) == 24
     assert all([f.id for f in r.faces] == [0] for r in seen)
     assert all(r.faces[0].status in ("detected", "tracked") for r in seen)
-    assert seen[0].faces[0].status == "detected" and all(r.faces[0].status == "tracked" for r in seen[1:])
+    # the face detector runs on the first frame and every detect_every (8) frames after it; a face it finds there
+    # is restarted from its box ("detected"), every other frame is tracked
+    assert seen[0].faces[0].status == "detected"
+    assert all(r.faces[0].status == "tracked" for r in seen if not r.detected)
+    assert [r.index for r in results if r.detected] == [0, 8, 16]
     err = [np.abs(r.faces[0].landmarks - truth[r.index]).mean() for r in seen]
     assert max(err) < 2.0, err  # pixels, on a face whose landmark box is ~28 px
-    assert track.stats["detector_calls"] <= 3
+    assert track.stats["detector_calls"] == 3 and track.stats["moved_to_detection"] == 0
     assert track.summaries[0].segments == [[seen[0].index, 23]] and track.summaries[0].lost_at == []
     # per-frame detection (photo mode on every frame) calls the face detector 24 times, misses the face where the
     # face detector does, and agrees with the tracked landmarks within a pixel where it finds it
@@ -185,6 +189,55 @@ def test_tracking_keeps_one_id_on_a_moving_face_with_few_detector_calls(det, fac
     assert len(found) <= len(seen)
     diff = [np.abs(per_frame[t][0].landmarks - results[t].faces[0].landmarks).mean() for t in found]
     assert found and np.mean(diff) < 1.0, diff
+
+
+def test_a_detection_frame_confirms_a_track_or_moves_it_to_the_detected_face():
+    """``Track._arbitrate``: a challenger (a detector box's face) against the track its box overlaps."""
+    from sht.data.transforms import CropBox
+
+    track = Track(None, [], TrackConfig())  # type: ignore[arg-type]
+    face, near, away = CropBox(10, 10, 30), CropBox(12, 11, 30), CropBox(30, 10, 30)
+    pairs = [(0, 0), (-1, 0)]  # row 0: tracked id 0; row 1: the challenger of id 0
+
+    def arbitrate(track_box, track_reason, box, reason, scores=(0.8, 0.7)):
+        track._moved.clear()
+        track._refreshed.clear()
+        boxes, reasons = {0: track_box, 1: box}, {0: track_reason, 1: reason}
+        got = track._arbitrate({-1: 0}, pairs, [0, 1], boxes, reasons, dict(enumerate(scores)))
+        return got, set(track._moved)
+
+    # the same face (IoU above duplicate_iou): the track goes on, the challenger is not reported ...
+    assert arbitrate(face, None, near, None) == (({1}, {}), set()) and not track._refreshed
+    # ... unless the challenger's landmarks score higher: its prediction replaces the track's on this frame
+    assert arbitrate(face, None, near, None, (0.7, 0.8)) == (({0}, {1: 0}), set()) and track._refreshed == {0}
+    # the track slid off the face: it is moved to the challenger's face, keeping its id
+    assert arbitrate(away, None, face, None) == (({0}, {1: 0}), {0})
+    # the track is lost on this frame: the challenger takes its id over
+    assert arbitrate(face, "landmark score 0.41 < 0.6", near, None) == (({0}, {1: 0}), {0})
+    # the challenger's landmarks fail the lost rule: a rejected detection, the track stands
+    before = track.stats["rejected_detections"]
+    assert arbitrate(away, None, face, "landmark score 0.30 < 0.6") == (({1}, {}), set())
+    assert track.stats["rejected_detections"] == before + 1
+
+
+def test_a_track_pushed_off_the_face_is_back_on_it_after_the_next_detection(det, face):
+    frames, truth = scene(face, moving(12))
+    track = det.track(frames, TrackConfig(detect_every=4), fps=25)
+    it = iter(track)
+    before = [next(it) for _ in range(4)]  # frames 0-3; the face detector runs again on frame 4
+    assert [r.detected for r in before] == [True, False, False, False]
+    st = track._active[0]
+    # the track drifts: its crop slides 0.6 of its side to the right, still overlapping the face, with a bogus
+    # velocity
+    st.crop = type(st.crop)(st.crop.x0 + 0.6 * st.crop.side, st.crop.y0, st.crop.side)
+    st.velocity = (8.0, 0.0)
+    after = list(it)
+    assert after[0].index == 4 and after[0].detected
+    assert all([f.id for f in r.faces] == [0] for r in before + after)  # the same id throughout
+    assert track.summaries[0].segments == [[0, 11]] and track.summaries[0].lost_at == []
+    err = [np.abs(r.faces[0].landmarks - truth[r.index]).mean() for r in after]
+    assert max(err) < 2.0, err
+    assert track.summaries[0].moved_at in ([], [4])
 
 
 def test_crop_shift_is_in_units_of_the_reference_side():

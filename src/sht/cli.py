@@ -301,16 +301,16 @@ def _detect_video(args: argparse.Namespace, weights: Path | None, path: Path) ->
     boxes = _read_boxes(args)
     try:
         smooth = OneEuroConfig.parse(args.smooth) if args.smooth is not None else None
-        settle: dict = {}
+        overrides: dict = {}  # TrackConfig fields given on the command line
         if args.settle is not None:
             try:
-                settle["settle"] = None if args.settle == "off" else float(args.settle)
+                overrides["settle"] = None if args.settle == "off" else float(args.settle)
             except ValueError:
                 raise ValueError(f"--settle: a number or off, got {args.settle!r}") from None
         faces = bool(args.save_faces or args.save_face_video)  # the overlay draws landmarks only
-        cfg = TrackConfig(
-            batch_frames=args.batch_frames, detect_every=args.detect_every, smooth=smooth, faces=faces, **settle
-        )
+        if args.detect_every is not None:
+            overrides["detect_every"] = args.detect_every
+        cfg = TrackConfig(batch_frames=args.batch_frames, smooth=smooth, faces=faces, **overrides)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     overlay = Path(args.save_overlay) if args.save_overlay else None
@@ -562,7 +562,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--batch-frames", type=int, default=8, help="frames per batched network call (default 8)")
     v.add_argument(
-        "--detect-every", type=int, default=0, help="also run the face detector every N frames for new faces"
+        "--detect-every",
+        type=int,
+        metavar="N",
+        help="also run the face detector every N frames, for new faces and to move a drifted track back to its face "
+        "(default: sht.video.TrackConfig's, 8); 0: only on the first frame and after a loss",
     )
     v.add_argument(
         "--settle",

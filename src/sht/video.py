@@ -10,9 +10,9 @@ decoding) and sorted; when that listing fails, times are ``index / fps`` with th
 
 **Tracking** (:class:`Track`): faces are found by the detector's pluggable face detector
 (``Detector.face_detector()``) on the first frame, on the frame after a face was lost, on every frame while no face
-is tracked, and every ``detect_every`` frames if set. In between, each face's crop on the next frame is the
-canonical box of its last landmarks (as photo mode's refinement does), moved by the face's recent velocity (a
-constant-velocity model, averaged over frames), then refined up to ``rounds - 1`` times on that frame (a detection
+is tracked, and every ``detect_every`` frames (default 8; 0: only then). In between, each face's crop on the next
+frame is the canonical box of its last landmarks (as photo mode's refinement does), moved by the face's recent
+velocity (a constant-velocity model, averaged over frames), then refined up to ``rounds - 1`` times on that frame (a detection
 frame always gets every pass): with ``settle`` set (the default, 0.04), a face is predicted again from the canonical
 box of its new landmarks only when that box moved from the crop by more than ``settle`` of its side (centre shift or
 change of side) -- the translation the release model was trained to tolerate (``data.augment.translation``), so a
@@ -39,11 +39,18 @@ detector box on the frame where it is found.
    ``min_side`` (4 px) -- the landmarks collapsed or exploded; or
 4. its crop overlaps a better-scoring face's crop by IoU above ``duplicate_iou`` (0.5): two ids on one face.
 
-A lost face is reported on that frame (status ``lost``, no landmarks, the reason), never dropped silently. When the
-face detector runs again, its boxes are matched to the tracked faces and then to the faces lost in the last
-``keep_lost_s`` seconds by the IoU of their canonical crops (``iou_match``, 0.3): a match keeps (or revives) the id,
-an unmatched box starts a new id; a new box whose landmarks fail rule 1 or 2 at once is counted as a rejected
-detection and gets no id.
+A lost face is reported on that frame (status ``lost``, no landmarks, the reason), never dropped silently.
+
+**Detection frames** keep tracks on their faces: a track can slide off its face with landmarks that still score
+above ``min_score`` (crops off the face score up to ~0.8 with the release weights), and nothing else would bring it
+back. Each box of the face detector that overlaps a tracked face's crop (best overlaps first, one box per face)
+*challenges* it: the box gets photo mode's passes, the track its own, and (``Track._arbitrate``) the two canonical
+boxes that agree (IoU above ``duplicate_iou``, the same face as in rule 4) keep the higher-scoring prediction under
+the track's id; when they disagree, or the track is lost on that frame, the track is *moved* to the box's face,
+keeping its id (``TrackSummary.moved_at``; velocity and smoother start again); a challenger whose landmarks fail
+rules 1-3 is a rejected detection. The other boxes are matched to the faces lost in the last ``keep_lost_s``
+seconds by the IoU of their last crops on the face (``iou_match``, 0.3): a match revives the id, an unmatched box
+starts a new id; a new box whose landmarks fail rules 1-3 at once is counted as a rejected detection and gets no id.
 
 **Smoothing** (:class:`OneEuroFilter`, Casiez et al., CHI 2012): optional, per landmark track, reset when a face is
 lost; the raw landmarks are always kept and the smoothed ones are an extra field.
@@ -367,7 +374,7 @@ class TrackConfig:
     min_side: float = 4.0
     duplicate_iou: float = 0.5
     iou_match: float = 0.3
-    detect_every: int = 0
+    detect_every: int = 8
     keep_lost_s: float = 5.0
     smooth: OneEuroConfig | None = None
     settle: float | None = 0.04
@@ -376,6 +383,8 @@ class TrackConfig:
     def __post_init__(self) -> None:
         if self.batch_frames < 1 or self.rounds < 1:
             raise ValueError(f"batch_frames and rounds must be >= 1, got {self.batch_frames}, {self.rounds}")
+        if self.detect_every < 0:
+            raise ValueError(f"detect_every must be >= 0 (0: detect only after a loss), got {self.detect_every}")
         if self.settle is not None and not self.settle >= 0:
             raise ValueError(f"settle must be None or >= 0, got {self.settle}")
         if self.max_scale_change <= 1:
@@ -475,6 +484,7 @@ class TrackSummary:
     segments: list[list[int]] = field(default_factory=list)
     lost_at: list[int] = field(default_factory=list)
     lost_reasons: list[str] = field(default_factory=list)
+    moved_at: list[int] = field(default_factory=list)  # frames where the track was moved to a detector box
 
 
 FaceDetectorFn = Callable[[Image.Image], list[FaceBox]]
@@ -505,10 +515,19 @@ class Track:
         self.fps = self.info.fps if self.info is not None else fps
         self._boxes = [FaceBox(*map(float, b[:4])) for b in boxes] if boxes is not None else None
         self._fd = face_detector
-        self.stats = {"frames": 0, "detector_calls": 0, "network_calls": 0, "crops": 0, "rejected_detections": 0}
+        self.stats = {
+            "frames": 0,
+            "detector_calls": 0,
+            "network_calls": 0,
+            "crops": 0,
+            "rejected_detections": 0,
+            "moved_to_detection": 0,
+        }
         self.summaries: dict[int, TrackSummary] = {}
         self._active: dict[int, _State] = {}
         self._lost: dict[int, tuple[CropBox, float]] = {}
+        self._moved: set[int] = set()  # tracks moved to a detector box's face on the frame being detected
+        self._refreshed: set[int] = set()  # tracks whose prediction there was replaced by the box's (same face)
         self._next_id = 0
 
     @property
@@ -560,8 +579,10 @@ class Track:
         self._next_id += 1
         return self._next_id - 1
 
-    def _detect(self, frame: Frame) -> tuple[list[int], dict[int, _State]]:
-        """Run the face detector on ``frame``; returns the ids found there (new or revived) with their states."""
+    def _detect(self, frame: Frame) -> tuple[list[int], dict[int, _State], dict[int, int]]:
+        """Run the face detector on ``frame``; returns the keys of the boxes to predict there (revived ids, or
+        provisional negative keys for new faces and for challengers), their states, and which tracked id each
+        challenger challenges."""
         fd = self._fd or self.detector.face_detector()
         if self._boxes is not None:
             found, self._boxes = self._boxes, None
@@ -570,14 +591,17 @@ class Track:
             found = fd(frame.image)
         cal = fd.calibration
         crops = [cal.to_crop(b) for b in found if b.width > 0 and b.height > 0]
-        taken: set[int] = set()
-        fresh: list[tuple[int | None, CropBox]] = []
-        for c in crops:
-            best = max(self._active.items(), key=lambda kv: iou(kv[1].crop, c), default=None)
-            if best is not None and best[0] not in taken and iou(best[1].crop, c) >= self.cfg.iou_match:
-                taken.add(best[0])
-                continue
-            fresh.append((None, c))
+        # a box that overlaps a tracked face (best overlaps first, one box per face) challenges it on this frame:
+        # both are predicted and _run keeps the track if the two agree, else moves the track to the box's face
+        pairs = sorted(
+            ((iou(st.crop, c), tid, k) for k, c in enumerate(crops) for tid, st in self._active.items()), reverse=True
+        )
+        owner: dict[int, int] = {}
+        for v, tid, k in pairs:
+            if v > 0 and k not in owner and tid not in owner.values():
+                owner[k] = tid
+        fresh: list[tuple[int | None, CropBox]] = [(None, c) for k, c in enumerate(crops) if k not in owner]
+        challengers = [(owner[k], c) for k, c in enumerate(crops) if k in owner]
         # match the rest to recently lost ids, best overlaps first
         pairs = sorted(
             ((iou(lc, c), lid, k) for k, (_, c) in enumerate(fresh) for lid, (lc, _) in self._lost.items()),
@@ -586,14 +610,14 @@ class Track:
         used_ids: set[int] = set()
         used_k: set[int] = set()
         for v, lid, k in pairs:
-            if v >= self.cfg.iou_match and lid not in used_ids and k not in used_k:
+            if v >= self.cfg.iou_match and lid not in used_ids and k not in used_k and fresh[k][0] is None:
                 fresh[k] = (lid, fresh[k][1])
                 used_ids.add(lid)
                 used_k.add(k)
-        if not fresh:
-            return [], {}
+        if not fresh and not challengers:
+            return [], {}, {}
         extra = max(0, self.detector.refine + 1 - self.cfg.rounds)
-        start = [c for _, c in fresh]
+        start = [c for _, c in fresh] + [c for _, c in challengers]
         if extra:
             start, _ = refine_crops(
                 self._landmarks_of,
@@ -605,15 +629,23 @@ class Track:
             )
         states = {}
         order = []
-        for (lid, _), c in zip(fresh, start, strict=True):
-            key = lid if lid is not None else -1 - len(order)  # provisional keys for new faces
+        challenge: dict[int, int] = {}
+        for (lid, _), c in zip(fresh + challengers, start, strict=True):
+            key = -1 - len(order)  # provisional keys for new faces and challengers
+            if len(order) < len(fresh) and lid is not None:
+                key = lid
+            elif len(order) >= len(fresh):
+                challenge[key] = lid  # type: ignore[assignment]
             states[key] = _State(c, frame.index)
             order.append(key)
-        return order, states
+        return order, states, challenge
 
-    def _run(self, frames: list[Frame], states: dict[int, _State], fresh: set[int]) -> list[FrameResult]:
+    def _run(
+        self, frames: list[Frame], states: dict[int, _State], fresh: set[int], challenge: dict[int, int] | None = None
+    ) -> list[FrameResult]:
         """Predict every state on every frame (``rounds`` batched calls) and apply the lost rule in frame order;
-        the results stop at the first frame where a face is lost (later frames are predicted again afterwards)."""
+        the results stop at the first frame where a face is lost (later frames are predicted again afterwards).
+        ``challenge`` (a detection frame): challenger key -> the tracked id whose crop its box overlaps."""
         keys = list(states)
         pairs = [(k, j) for j in range(len(frames)) for k in keys]
         start = [
@@ -633,6 +665,9 @@ class Track:
                 i: self.cfg.lost_reason(pts[i], preds[i].scores, boxes[i], prev[pairs[i][0]], frame.image.size)
                 for i in rows
             }
+            scores = {i: float(np.mean(preds[i].scores)) for i in rows}
+            hidden, takes = self._arbitrate(challenge or {}, pairs, rows, boxes, reasons, scores)
+            rows = [i for i in rows if i not in hidden]
             # rule 4: two faces on one crop -- the one with the lower score is a duplicate
             good = sorted((i for i in rows if reasons[i] is None), key=lambda i: -float(np.mean(preds[i].scores)))
             for a, i in enumerate(good):
@@ -640,7 +675,7 @@ class Track:
                     reasons[i] = f"duplicate of another face (crop IoU > {self.cfg.duplicate_iou})"
             faces: list[TrackedFace] = []
             for i in rows:
-                k, p = pairs[i][0], preds[i]
+                k, p = takes.get(i, pairs[i][0]), preds[i]
                 if reasons[i] is None:
                     status = "detected" if (k in fresh and j == 0) else "tracked"
                     faces.append(TrackedFace(k, status, boxes[i], pts[i], p.scores, p.face, views[i]))  # type: ignore[arg-type]
@@ -651,6 +686,50 @@ class Track:
             if any(f.status == "lost" for f in faces):
                 break
         return results
+
+    def _arbitrate(
+        self,
+        challenge: dict[int, int],
+        pairs: list[tuple[int, int]],
+        rows: Sequence[int],
+        boxes: dict[int, CropBox | None],
+        reasons: dict[int, str | None],
+        scores: dict[int, float],
+    ) -> tuple[set[int], dict[int, int]]:
+        """A detection frame's challengers against the tracks they overlap: a challenger whose landmarks fail
+        rules 1-3 is a rejected detection; one whose canonical box agrees with the track's (IoU above
+        ``duplicate_iou``: the same face, as in rule 4) replaces the track's prediction on this frame if its
+        landmark score is higher (the track goes on from it, velocity kept), else is dropped; otherwise the track
+        has drifted off its face (or is lost here) and is moved to the challenger's face, keeping its id (velocity
+        and smoother start again). Returns the rows not to report and the rows that take over a tracked id."""
+        hidden: set[int] = set()
+        takes: dict[int, int] = {}
+        row_of = {pairs[i][0]: i for i in rows}
+        for key, tid in challenge.items():
+            c, t = row_of[key], row_of.get(tid)
+            box_c, box_t = boxes[c], (boxes[t] if t is not None else None)
+            if reasons[c] is not None:
+                self.stats["rejected_detections"] += 1
+                hidden.add(c)
+            elif (
+                t is not None
+                and reasons[t] is None
+                and box_c is not None
+                and box_t is not None
+                and (iou(box_c, box_t) > self.cfg.duplicate_iou)
+            ):
+                if scores[c] > scores[t]:
+                    hidden.add(t)
+                    takes[c] = tid
+                    self._refreshed.add(tid)
+                else:
+                    hidden.add(c)
+            else:
+                if t is not None:
+                    hidden.add(t)
+                takes[c] = tid
+                self._moved.add(tid)
+        return hidden, takes
 
     def _commit(self, res: FrameResult, fresh: set[int]) -> FrameResult:
         """Give new faces their ids (a fresh face lost at once is a rejected detection), update the lost pool, the
@@ -669,9 +748,14 @@ class Track:
         res.faces = kept
         for f in kept:
             s = self.summaries.setdefault(f.id, TrackSummary(f.id))
+            if f.id in self._moved:  # a track moved to a detector box's face: it starts again there
+                self.stats["moved_to_detection"] += 1
+                s.moved_at.append(res.index)
+                if f.status != "lost":
+                    del self._active[f.id]
             if f.status == "lost":
-                self._active.pop(f.id, None)
-                self._lost[f.id] = (f.crop, res.time)
+                last = self._active.pop(f.id, None)  # its last crop on the face, to know it again by
+                self._lost[f.id] = (last.crop if last is not None else f.crop, res.time)
                 s.lost_at.append(res.index)
                 s.lost_reasons.append(f.reason or "")
                 continue
@@ -682,9 +766,10 @@ class Track:
                 if self.cfg.smooth is not None:
                     st.smoother = OneEuroFilter(self.cfg.smooth)
                 self._active[f.id] = st
-                s.segments.append([res.index, res.index])
+                if not s.segments or s.segments[-1][1] != res.index - 1:
+                    s.segments.append([res.index, res.index])
             else:
-                if st.last == res.index - 1:
+                if st.last == res.index - 1 and f.id not in self._refreshed:  # a refreshed crop's jump is no motion
                     step = (
                         new.x0 + new.side / 2 - st.crop.x0 - st.crop.side / 2,
                         new.y0 + new.side / 2 - st.crop.y0 - st.crop.side / 2,
@@ -698,6 +783,8 @@ class Track:
                 f.smoothed = st.smoother(f.landmarks, res.time, f.crop.side)
         for lid in [i for i, (_, t) in self._lost.items() if res.time - t > self.cfg.keep_lost_s]:
             del self._lost[lid]
+        self._moved.clear()
+        self._refreshed.clear()
         self.stats["frames"] += 1
         return res
 
@@ -718,13 +805,13 @@ class Track:
             every = self.cfg.detect_every
             if need_detect or not self._active or (every and buf[0].index - last_detect >= every):
                 frame = buf.popleft()
-                order, fresh_states = self._detect(frame)
+                order, fresh_states, challenge = self._detect(frame)
                 last_detect = frame.index
                 states = dict(self._active) | fresh_states
                 if not states:
                     yield self._commit(FrameResult(frame.index, frame.time, frame.image, [], True), set())
                     continue
-                results = self._run([frame], states, set(order))
+                results = self._run([frame], states, set(order), challenge)
                 results[0].detected = True
                 res = self._commit(results[0], set(order))
                 need_detect = any(f.status == "lost" for f in res.faces)
