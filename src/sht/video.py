@@ -12,21 +12,21 @@ decoding) and sorted; when that listing fails, times are ``index / fps`` with th
 (``Detector.face_detector()``) on the first frame, on the frame after a face was lost, on every frame while no face
 is tracked, and every ``detect_every`` frames (default 8; 0: only then). In between, each face's crop on the next
 frame is the canonical box of its last landmarks (as photo mode's refinement does), moved by the face's recent
-velocity (a constant-velocity model, averaged over frames), then refined up to ``rounds - 1`` times on that frame (a detection
-frame always gets every pass): with ``settle`` set (the default, 0.04), a face is predicted again from the canonical
-box of its new landmarks only when that box moved from the crop by more than ``settle`` of its side (centre shift or
-change of side) -- the translation the release model was trained to tolerate (``data.augment.translation``), so a
-crop within it is one the network has seen; most frames of a slowly moving face then cost one network pass. With
-``settle=None`` every face gets all ``rounds`` passes (landmarks only, then landmarks and face). With ``faces``
-off, no pass makes the hallucinated face (``TrackedFace.face`` is None; the landmarks are the same, without the work
-that only produces the 128 px face: ``sht detect VIDEO`` turns it off unless ``--save-faces`` or
-``--save-face-video`` wants the faces). The crops of all
-tracked faces over ``batch_frames`` frames go through the network in one batched call per round, every frame of a
-batch starting from the last frame before it (moved by the velocity times the frames in between). A loss found after
-the first frame of a batch is not trusted (its starting crop was older): the batch is cut there and that frame is
-predicted again from its predecessor, so a face is declared lost only from the crop of the frame before. A new face
-is tracked frame by frame until it has a velocity, and gets photo mode's ``refine + 1`` passes from its calibrated
-detector box on the frame where it is found.
+velocity (a constant-velocity model, averaged over frames), then refined up to ``rounds - 1`` times on that frame (a
+detection frame always gets every pass): with ``settle`` set (the default, 0.04), a face is predicted again from the
+canonical box of its new landmarks only when that box moved from the crop by more than ``settle`` of its side
+(centre shift or change of side) -- the translation the release model was trained to tolerate
+(``data.augment.translation``), so a crop within it is one the network has seen; most frames of a slowly moving face
+then cost one network pass. With ``settle=None`` every face gets all ``rounds`` passes (landmarks only, then
+landmarks and face). With ``faces`` off, no pass makes the hallucinated face (``TrackedFace.face`` is None; the
+landmarks are the same, without the work that only produces the 128 px face: ``sht detect VIDEO`` turns it off
+unless ``--save-faces`` or ``--save-face-video`` wants the faces). The crops of all tracked faces over
+``batch_frames`` frames go through the network in one batched call per round, every frame of a batch starting from
+the last frame before it (moved by the velocity times the frames in between). A loss found after the first frame of
+a batch is not trusted (its starting crop was older): the batch is cut there and that frame is predicted again from
+its predecessor, so a face is declared lost only from the crop of the frame before. A new face is tracked frame by
+frame until it has a velocity, and gets photo mode's ``refine + 1`` passes from its calibrated detector box on the
+frame where it is found.
 
 **The lost rule** (:meth:`TrackConfig.lost_reason`): a face is lost on a frame when
 
