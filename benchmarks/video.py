@@ -429,7 +429,7 @@ def reference(args, det, clip: Path, work: Path) -> Path:
     # the release family and the tracker (its settings and TRACKER, the version of its rules) that made it
     made_by = [release_id(), asdict(REF_TRACK), TRACKER]
     rid = hashlib.sha1(json.dumps(made_by).encode()).hexdigest()[:12]
-    out = work / f"ref_{clip.stem}_{rid}.npz"
+    out = work / f"ref_{clip.stem}_{rid}{f'_first{args.max_frames}' if args.max_frames else ''}.npz"
     if out.exists():
         return out
     haar = HaarFaceDetector()
@@ -486,14 +486,16 @@ def reference(args, det, clip: Path, work: Path) -> Path:
 
 
 def sht_boxes(args, clip: Path, size: int, frames: list[Frame], work: Path) -> tuple[list[list[FaceBox]], list[float]]:
-    """sht's face detector on every downscaled frame (cached per clip, size, weights and border): its boxes, turned into
-    the Haar boxes of the same canonical crops (so every method reads them as it reads Haar's), and its time."""
+    """sht's face detector on every downscaled frame (cached per clip, size, weights, border and frames): its
+    boxes, turned into the Haar boxes of the same canonical crops (so every method reads them as it reads Haar's),
+    and its time."""
     from sht.faces import ShtFaceDetector
     from sht.models.face_detector import DetectSettings
 
     d = DetectSettings()  # the small-frame border changes what is found on small frames
     wid = hashlib.sha1(Path(args.sht_weights).read_bytes()).hexdigest()[:12] + f"-border{d.border}-{d.border_max_side}"
-    out = work / f"sht_boxes_{clip.stem}_{size}_{wid}.json"
+    pixels = hashlib.sha1(b"".join(np.asarray(f.image).tobytes() for f in frames)).hexdigest()[:8]  # these frames
+    out = work / f"sht_boxes_{clip.stem}_{size}_{wid}_{pixels}.json"
     if not out.exists():
         fd = ShtFaceDetector(args.sht_weights)
         boxes, secs = [], []
@@ -515,7 +517,7 @@ def part_clips(args, det, dl: Dlib | None, units: Units, work: Path) -> None:
         clips = [c for c in clips if c.stem in args.clips]
     part = ("clip" if args.boxes == "haar-full" else "clip-sht") + ("-onnx" if args.backend == "onnx" else "")
     for clip in clips:
-        methods = methods_for(dl)
+        methods = [m for m in methods_for(dl) if not args.methods or m in args.methods]
         keys = {(s, m): f"{part}|{clip.stem}|{s}|{m}" for s in args.clip_sizes for m in methods}
         if all(k in units for k in keys.values()):
             continue
@@ -800,6 +802,7 @@ def main() -> None:
         help="parts to run (table: none, only rewrite the RESULTS.md block from the results file)",
     )
     ap.add_argument("--clips", nargs="*", help="clip stems (default: all)")
+    ap.add_argument("--methods", nargs="*", choices=METHODS, help="talking-head methods to measure (default: all)")
     ap.add_argument("--max-frames", type=int, default=0, help="frames per clip (0: all)")
     ap.add_argument("--static-frames", type=int, default=60)
     ap.add_argument("--static-faces", type=int, default=5, help="generated faces and as many Helen test faces")

@@ -677,7 +677,7 @@ class Track:
             for i in rows:
                 k, p = takes.get(i, pairs[i][0]), preds[i]
                 if reasons[i] is None:
-                    status = "detected" if (k in fresh and j == 0) else "tracked"
+                    status = "detected" if ((k in fresh or i in takes) and j == 0) else "tracked"
                     faces.append(TrackedFace(k, status, boxes[i], pts[i], p.scores, p.face, views[i]))  # type: ignore[arg-type]
                     prev[k] = boxes[i].side  # type: ignore[union-attr]
                 else:
