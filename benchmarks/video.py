@@ -188,6 +188,25 @@ def agreement(series: np.ndarray, ref: np.ndarray, norms: np.ndarray) -> tuple[f
     return (float(e.mean()) if both.any() else float("nan")), float(both.sum() / max(1, has_ref.sum()))
 
 
+def frame_errors(series: np.ndarray, ref: np.ndarray, norms: np.ndarray) -> list[float | None]:
+    """Each frame's NME against the reference (None where either has no landmarks), for comparisons on the frames
+    two methods both cover."""
+    e = np.linalg.norm(series - ref, axis=-1).mean(-1) / norms
+    return [round(float(v), 4) if np.isfinite(v) else None for v in e]
+
+
+def common_agreement(a: list[dict], b: list[dict]) -> tuple[float, float, int]:
+    """Mean NME of two methods' units (the same clips, in order) on the frames where both have landmarks (and
+    the reference has), and how many frames that is."""
+    ea, eb = [], []
+    for ua, ub in zip(a, b, strict=True):
+        for x, y in zip(ua["raw_errors"], ub["raw_errors"], strict=True):
+            if x is not None and y is not None:
+                ea.append(x)
+                eb.append(y)
+    return (float(np.mean(ea)) if ea else float("nan")), (float(np.mean(eb)) if eb else float("nan")), len(ea)
+
+
 def nearest(faces: list[tuple[int | None, np.ndarray]], target: np.ndarray, limit: float):  # noqa: ANN201
     """The face whose landmark centre is nearest to ``target``'s, within ``limit`` px (or None)."""
     if not faces or not np.isfinite(target).all():
@@ -286,6 +305,7 @@ class Dlib:
 
 
 METHODS = ("track", "track-faces", "track-2pass", "track-1pass", "per-frame", "dlib")
+ERROR_METHODS = ("track", "track-2pass", "per-frame")  # their units keep each frame's error (common-frame agreement)
 LABELS = {
     "track": "tracked",
     "track-faces": "tracked, with the hallucinated faces",
@@ -564,6 +584,8 @@ def part_clips(args, det, dl: Dlib | None, units: Units, work: Path) -> None:
                         f"{s}_coverage": round(cov, 4),
                     }
                     out[f"{s}_jitter_frames"] = nj
+                if m in ERROR_METHODS:
+                    out["raw_errors"] = frame_errors(r["raw"], ref, norms)
                 for k in ("detector_calls", "network_calls", "crops", "hog_found"):
                     if k in r:
                         out[k] = r[k] if k != "hog_found" else round(r[k], 3)
@@ -681,6 +703,23 @@ def block(units: Units, args, minutes: float) -> str:
     return "\n".join(lines)
 
 
+def _clips(u: dict, part: str, size: int, a: str, b: str) -> list[str]:
+    """The clips where methods ``a`` and ``b`` both have units with per-frame errors, in order."""
+    return sorted(
+        k.split("|")[1]
+        for k, v in u.items()
+        if k.startswith(f"{part}|")
+        and k.endswith(f"|{size}|{a}")
+        and "raw_errors" in v
+        and "raw_errors" in u.get(k[: -len(a)] + b, {})
+    )
+
+
+def _paired(u: dict, part: str, size: int, a: str, b: str) -> list[tuple[dict, dict]]:
+    """The units of methods ``a`` and ``b`` on each clip of :func:`_clips`."""
+    return [(u[f"{part}|{c}|{size}|{a}"], u[f"{part}|{c}|{size}|{b}"]) for c in _clips(u, part, size, a, b)]
+
+
 def clip_table(u: dict, part: str) -> list[str]:
     """The talking-head table of one box source (``clip``: Haar on the full-resolution frame, scaled down;
     ``clip-sht``: sht's face detector on the downscaled frame) and the tracking speed-up."""
@@ -753,30 +792,38 @@ def clip_table(u: dict, part: str) -> list[str]:
                 lt = sum(v["frames"] for v in t) / sum(v["frames"] / v["landmark_fps"] for v in t)
                 lp = sum(v["frames"] for v in p) / sum(v["frames"] / v["landmark_fps"] for v in p)
                 at, ap = mean_of(t, "raw_agreement", "frames"), mean_of(p, "raw_agreement", "frames")
-                sp.append(
+                line = (
                     f"{size} px: tracking {ft:.1f} vs per-frame {fp:.1f} frames/s = **{ft / fp:.2f}x** "
                     f"({lt / lp:.2f}x without the face detector's time), agreement {pct(at)} vs {pct(ap)} %"
                 )
+                pairs_tp = _paired(u, part, size, "track", "per-frame")
+                if pairs_tp:
+                    ct, cp, n = common_agreement(*zip(*pairs_tp, strict=True))
+                    line += f", on the {n} frames both cover **{pct(ct)} vs {pct(cp)} %**"
+                sp.append(line)
         if sp:
             lines += ["Tracking against photo mode on every frame: " + "; ".join(sp) + ".", ""]
         per_clip = []  # the same comparison clip by clip: an average over frames can hide one clip or be made by it
         for size in CLIP_SIZES:
             pairs = {
-                k.split("|")[1]: (v, u.get(k[: -len("|track")] + "|per-frame", {}))
-                for k, v in u.items()
-                if k.startswith(f"{part}|") and k.endswith(f"|{size}|track") and "raw_agreement" in v
+                c: tp
+                for c, tp in zip(
+                    _clips(u, part, size, "track", "per-frame"),
+                    _paired(u, part, size, "track", "per-frame"),
+                    strict=True,
+                )
             }
-            pairs = {c: tp for c, tp in pairs.items() if "raw_agreement" in tp[1]}
-            worse = {c: tp for c, tp in pairs.items() if tp[0]["raw_agreement"] > tp[1]["raw_agreement"]}
+            common = {c: common_agreement([t], [p]) for c, (t, p) in pairs.items()}
+            worse = {c: v for c, v in common.items() if v[0] > v[1]}
             if pairs:
                 per_clip.append(
                     f"{size} px: tracking agrees at least as well on {len(pairs) - len(worse)} of {len(pairs)} clips"
                     + (
                         " (worse on "
                         + ", ".join(
-                            f"{c}: {pct(t['raw_agreement'])} vs {pct(p['raw_agreement'])} %, coverage "
-                            f"{pct(t['raw_coverage'], 0)} vs {pct(p['raw_coverage'], 0)} %"
-                            for c, (t, p) in sorted(worse.items())
+                            f"{c}: {pct(a)} vs {pct(b)} % on {n} frames, coverage "
+                            f"{pct(pairs[c][0]['raw_coverage'], 0)} vs {pct(pairs[c][1]['raw_coverage'], 0)} %"
+                            for c, (a, b, n) in sorted(worse.items())
                         )
                         + ")"
                         if worse
@@ -784,7 +831,12 @@ def clip_table(u: dict, part: str) -> list[str]:
                     )
                 )
         if per_clip:
-            lines += ["Per clip, agreement of tracking against photo mode per frame: " + "; ".join(per_clip) + ".", ""]
+            lines += [
+                "Per clip, agreement of tracking against photo mode per frame on the frames both cover: "
+                + "; ".join(per_clip)
+                + ".",
+                "",
+            ]
     return lines
 
 
