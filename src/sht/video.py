@@ -44,13 +44,17 @@ A lost face is reported on that frame (status ``lost``, no landmarks, the reason
 **Detection frames** keep tracks on their faces: a track can slide off its face with landmarks that still score
 above ``min_score`` (crops off the face score up to ~0.8 with the release weights), and nothing else would bring it
 back. Each box of the face detector that overlaps a tracked face's crop (best overlaps first, one box per face)
-*challenges* it: the box gets photo mode's passes, the track its own, and (``Track._arbitrate``) the two canonical
-boxes that agree (IoU above ``duplicate_iou``, the same face as in rule 4) keep the higher-scoring prediction under
-the track's id; when they disagree, or the track is lost on that frame, the track is *moved* to the box's face,
-keeping its id (``TrackSummary.moved_at``; velocity and smoother start again); a challenger whose landmarks fail
-rules 1-3 is a rejected detection. The other boxes are matched to the faces lost in the last ``keep_lost_s``
-seconds by the IoU of their last crops on the face (``iou_match``, 0.3): a match revives the id, an unmatched box
-starts a new id; a new box whose landmarks fail rules 1-3 at once is counted as a rejected detection and gets no id.
+*confirms* the track when the box, calibrated to a canonical crop, overlaps the crop the track is predicted from on
+that frame by IoU above ``duplicate_iou`` (the same face, as in rule 4): nothing changes, and a frame whose boxes
+all confirm their tracks is tracked like any other, in a batch with the frames after it
+(``stats["confirmed_detections"]``). A box that overlaps less *challenges* the track: the box gets photo mode's
+passes, the track its own, and (``Track._arbitrate``) the two canonical boxes that agree (IoU above
+``duplicate_iou``, the same face as in rule 4) keep the higher-scoring prediction under the track's id; when they
+disagree, or the track is lost on that frame, the track is *moved* to the box's face, keeping its id
+(``TrackSummary.moved_at``; velocity and smoother start again); a challenger whose landmarks fail rules 1-3 is a
+rejected detection. The other boxes are matched to the faces lost in the last ``keep_lost_s`` seconds by the IoU of
+their last crops on the face (``iou_match``, 0.3): a match revives the id, an unmatched box starts a new id; a new
+box whose landmarks fail rules 1-3 at once is counted as a rejected detection and gets no id.
 
 **Smoothing** (:class:`OneEuroFilter`, Casiez et al., CHI 2012): optional, per landmark track, reset when a face is
 lost; the raw landmarks are always kept and the smoothed ones are an extra field.
@@ -522,6 +526,7 @@ class Track:
             "crops": 0,
             "rejected_detections": 0,
             "moved_to_detection": 0,
+            "confirmed_detections": 0,
         }
         self.summaries: dict[int, TrackSummary] = {}
         self._active: dict[int, _State] = {}
@@ -591,8 +596,9 @@ class Track:
             found = fd(frame.image)
         cal = fd.calibration
         crops = [cal.to_crop(b) for b in found if b.width > 0 and b.height > 0]
-        # a box that overlaps a tracked face (best overlaps first, one box per face) challenges it on this frame:
-        # both are predicted and _run keeps the track if the two agree, else moves the track to the box's face
+        # a box that overlaps a tracked face (best overlaps first, one box per face) confirms it or challenges it on
+        # this frame: a challenger and its track are both predicted and _run keeps the track if the two agree, else
+        # moves the track to the box's face
         pairs = sorted(
             ((iou(st.crop, c), tid, k) for k, c in enumerate(crops) for tid, st in self._active.items()), reverse=True
         )
@@ -601,7 +607,15 @@ class Track:
             if v > 0 and k not in owner and tid not in owner.values():
                 owner[k] = tid
         fresh: list[tuple[int | None, CropBox]] = [(None, c) for k, c in enumerate(crops) if k not in owner]
-        challengers = [(owner[k], c) for k, c in enumerate(crops) if k in owner]
+        # a box on the crop the track is predicted from (IoU above duplicate_iou: the same face, as in rule 4)
+        # confirms the track: nothing to arbitrate, the track goes on as on any frame
+        confirmed = {
+            k
+            for k, tid in owner.items()
+            if iou(self._active[tid].predicted(frame.index - self._active[tid].last), crops[k]) > self.cfg.duplicate_iou
+        }
+        self.stats["confirmed_detections"] += len(confirmed)
+        challengers = [(owner[k], c) for k, c in enumerate(crops) if k in owner and k not in confirmed]
         # match the rest to recently lost ids, best overlaps first
         pairs = sorted(
             ((iou(lc, c), lid, k) for k, (_, c) in enumerate(fresh) for lid, (lc, _) in self._lost.items()),
@@ -793,6 +807,7 @@ class Track:
         buf: deque[Frame] = deque()
         need_detect = True
         last_detect = 0
+        detected_at = -1  # a detection frame whose tracks the detector confirmed: tracked with the next frames
         exhausted = False
         while True:
             while not exhausted and len(buf) < self.cfg.batch_frames:
@@ -804,21 +819,24 @@ class Track:
                 return
             every = self.cfg.detect_every
             if need_detect or not self._active or (every and buf[0].index - last_detect >= every):
-                frame = buf.popleft()
-                order, fresh_states, challenge = self._detect(frame)
-                last_detect = frame.index
-                states = dict(self._active) | fresh_states
-                if not states:
-                    yield self._commit(FrameResult(frame.index, frame.time, frame.image, [], True), set())
+                order, fresh_states, challenge = self._detect(buf[0])
+                last_detect = buf[0].index
+                need_detect = False
+                if order or not self._active:  # new faces, revived ids or challengers: the frame is predicted alone
+                    frame = buf.popleft()
+                    states = dict(self._active) | fresh_states
+                    if not states:
+                        yield self._commit(FrameResult(frame.index, frame.time, frame.image, [], True), set())
+                        continue
+                    results = self._run([frame], states, set(order), challenge)
+                    results[0].detected = True
+                    res = self._commit(results[0], set(order))
+                    need_detect = any(f.status == "lost" for f in res.faces)
+                    yield res
                     continue
-                results = self._run([frame], states, set(order), challenge)
-                results[0].detected = True
-                res = self._commit(results[0], set(order))
-                need_detect = any(f.status == "lost" for f in res.faces)
-                yield res
-                continue
+                detected_at = last_detect  # every box confirmed its track (or none was found): a tracked frame
             n = len(buf)
-            if any(s.last - s.start < 2 for s in self._active.values()):
+            if any(st.last - st.start < 2 for st in self._active.values()):
                 n = 1  # a new face has no velocity yet: its first frames are tracked one by one
             if every:
                 n = min(n, max(1, every - (buf[0].index - last_detect)))
@@ -831,6 +849,7 @@ class Track:
             for _ in range(len(results)):
                 buf.popleft()
             for res in results:
+                res.detected = res.index == detected_at
                 res = self._commit(res, set())
                 need_detect = need_detect or any(f.status == "lost" for f in res.faces)
                 yield res
